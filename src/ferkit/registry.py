@@ -1,0 +1,65 @@
+"""A tiny name -> constructor registry with did-you-mean errors (timm / torchvision style)."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """Return " Did you mean 'x'?" for the closest choice, or "" when nothing is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class UnknownNameError(KeyError):
+    """A name that is not registered; the message lists the choices and the closest match."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """Maps names to constructors of one kind of thing (backbone, method, dataset).
+
+    Example:
+        >>> BACKBONES = Registry("backbone")
+        >>> @BACKBONES.register("resnet18")
+        ... def resnet18(**kw): ...
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def decorator(fn: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} '{name}' is already registered")
+            self._entries[name] = fn
+            return fn
+
+        return decorator
+
+    def get(self, name: str) -> Callable[..., T]:
+        if name not in self._entries:
+            raise UnknownNameError(
+                f"unknown {self.kind} '{name}'.{suggest(name, self.names())} "
+                f"Available: {', '.join(self.names())}"
+            )
+        return self._entries[name]
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        return self.get(name)(**kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {self.names()})"
