@@ -75,11 +75,13 @@ class ModelConfig:
         pretrained: None (random init), a weight file path, or a known source name
             ("imagenet": offline MobileNetV2 file when installed, else torchvision/timm online).
         drop_rate: dropout before the head.
+        options: extra backbone arguments (e.g. ``width_mult`` for MobileNetV2).
     """
 
     backbone: str = "mobilenet_v2"
     pretrained: str | None = None
     drop_rate: float = 0.0
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

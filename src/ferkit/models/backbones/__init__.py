@@ -12,6 +12,6 @@ from ferkit.registry import Registry
 
 BACKBONES: Registry[nn.Module] = Registry("backbone")
 
-from ferkit.models.backbones import mobilenet, resnet, swin  # noqa: E402,F401  (registration)
+from ferkit.models.backbones import mobilenet, resnet, swin, tiny  # noqa: E402,F401  (registration)
 
 __all__ = ["BACKBONES"]

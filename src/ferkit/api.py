@@ -1,0 +1,242 @@
+"""The Python API the CLI calls: train(cfg), evaluate(checkpoint, ...), Predictor."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ferkit import __version__
+from ferkit.config import ConfigError, DataConfig, RunConfig, save_config, to_dict
+from ferkit.data import DATASETS, DatasetError, FERDataset, SplitNotAvailable
+from ferkit.data.cache import cached_images, default_cache_dir
+from ferkit.data.imbalance import imbalanced_subset
+from ferkit.data.loader import BatchLoader, shuffle_sampler
+from ferkit.engine.checkpoint import atomic_write_text
+from ferkit.engine.distributed import DistInfo, barrier, init_distributed
+from ferkit.engine.evaluate import amp_dtype, evaluate as evaluate_loader, resolve_device
+from ferkit.engine.train import FitResult, fit
+from ferkit.losses import check_class_counts
+from ferkit.methods import check_method_params, create_method
+from ferkit.metrics import markdown_report
+from ferkit.models import BACKBONES, build_classifier
+from ferkit.registry import suggest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Splits:
+    """Train / validation / optional test datasets of one run."""
+
+    train: FERDataset
+    val: FERDataset
+    test: FERDataset | None
+    val_source: str  # "official" or "hold-out of train"
+
+
+def git_commit() -> str:
+    """Commit of the ferkit checkout (``unknown`` outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).resolve().parent, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5,
+                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware() -> str:
+    """One line naming the machine the run used."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
+    import os
+
+    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def provenance() -> dict[str, Any]:
+    return {"ferkit_version": __version__, "torch_version": str(torch.__version__),
+            "git_commit": git_commit(), "hardware": hardware()}
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded per-class split of indices into (train, val); every class with >= 2 images keeps
+    at least one image on each side."""
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = int(round(fraction * len(members)))
+        n_val = min(max(n_val, 1), len(members) - 1) if len(members) >= 2 else 0
+        val_idx.append(members[:n_val])
+        train_idx.append(members[n_val:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def build_splits(cfg: DataConfig) -> Splits:
+    """Datasets for a run: official validation where one exists, else a seeded hold-out of train;
+    the imbalance-factor subset is drawn from the (remaining) training images; test when present."""
+    def make(split: str) -> FERDataset:
+        return DATASETS.create(cfg.dataset, root=cfg.root, split=split,
+                               num_classes=cfg.num_classes, **cfg.options)
+
+    train = make("train")
+    try:
+        val, val_source = make("val"), "official"
+    except SplitNotAvailable:
+        train_idx, val_idx = stratified_holdout(train.labels, cfg.val_fraction, cfg.val_seed)
+        val = train.subset(val_idx, f"{train.name} hold-out val ({cfg.val_fraction:g})")
+        train = train.subset(train_idx, f"{train.name} minus hold-out")
+        val_source = f"seeded hold-out of train ({cfg.val_fraction:g}, seed {cfg.val_seed})"
+    if cfg.imbalance_factor:
+        train = imbalanced_subset(train, cfg.imbalance_factor, cfg.imbalance_seed)
+    try:
+        test: FERDataset | None = make("test")
+    except (SplitNotAvailable, DatasetError) as err:
+        log.warning("no test split: %s", str(err).splitlines()[0])
+        test = None
+    check_class_counts(train.class_counts, train.class_names)
+    return Splits(train, val, test, val_source)
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Registry-level checks (dataset, backbone, method and its parameters), all errors at once."""
+    errors = []
+    if cfg.data.dataset not in DATASETS:
+        errors.append(f"data.dataset: unknown dataset '{cfg.data.dataset}'."
+                      f"{suggest(cfg.data.dataset, DATASETS.names())} "
+                      f"Available: {', '.join(DATASETS.names())}")
+    if cfg.model.backbone not in BACKBONES:
+        errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
+                      f"{suggest(cfg.model.backbone, BACKBONES.names())} "
+                      f"Available: {', '.join(BACKBONES.names())}")
+    errors += check_method_params(cfg.method.name, cfg.method.params)
+    if errors:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+
+
+def _cache_dir(cfg: DataConfig) -> Path | None:
+    if cfg.cache_dir == "memory":
+        return None
+    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+
+
+def _loader(dataset: FERDataset, cfg: DataConfig, dist: DistInfo, **kwargs: Any) -> BatchLoader:
+    images = cached_images(dataset, cfg.image_size, _cache_dir(cfg))
+    return BatchLoader(images, dataset.labels, rank=dist.rank, world_size=dist.world_size,
+                       **kwargs)
+
+
+def train(cfg: RunConfig) -> FitResult:
+    """Train one run end to end; evaluates the last and the val-selected checkpoints on test when
+    the test split exists, and writes ``results.json`` and ``report.md`` to ``cfg.output_dir``.
+
+    Launched under torchrun, the same call trains with DDP (one process per device).
+    """
+    check_config(cfg)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    device = resolve_device(cfg.train.device)
+    dist = init_distributed(device)
+    output_dir = Path(cfg.output_dir)
+    splits = build_splits(cfg.data)
+    if dist.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, output_dir / "config.yaml", provenance())
+        if dist.enabled:  # rank 0 decodes the disk caches first, the others then map them
+            for split in (splits.train, splits.val):
+                cached_images(split, cfg.data.image_size, _cache_dir(cfg.data))
+    barrier(dist)
+    train_set = splits.train
+    torch.manual_seed(cfg.seed)  # initialisation depends on the run seed only
+    model = build_classifier(cfg.model.backbone, train_set.num_classes, cfg.model.pretrained,
+                             cfg.model.drop_rate, **cfg.model.options)
+    method = create_method(cfg.method.name, model, train_set.class_counts.tolist(),
+                           len(train_set), cfg.method.params)
+    soft = train_set.soft_labels if cfg.data.label_mode == "soft" else None
+    train_loader = _loader(train_set, cfg.data, dist, batch_size=cfg.data.batch_size,
+                           soft_labels=soft, sampler=shuffle_sampler(len(train_set)),
+                           streams=method.samplers(train_set.labels), drop_last=True)
+    val_loader = _loader(splits.val, cfg.data, DistInfo(), batch_size=cfg.data.eval_batch_size)
+    meta = {
+        **provenance(),
+        "class_names": list(train_set.class_names), "num_classes": train_set.num_classes,
+        "image_size": cfg.data.image_size, "channels": train_set.channels,
+        "mean": list(cfg.data.mean), "std": list(cfg.data.std), "backbone": cfg.model.backbone,
+        "backbone_options": cfg.model.options,
+        "method": cfg.method.name, "method_params": cfg.method.params,
+        "class_counts": train_set.class_counts.tolist(), "num_samples": len(train_set),
+        "dataset": cfg.data.dataset, "val_source": splits.val_source, "config": to_dict(cfg),
+    }
+    log.info("train: %s", train_set.summary())
+    log.info("val (%s): %s", splits.val_source, splits.val.summary())
+    result = fit(method, train_loader, val_loader, optim_cfg=cfg.optim, train_cfg=cfg.train,
+                 augment=cfg.data.augment, mean=cfg.data.mean, std=cfg.data.std,
+                 class_names=train_set.class_names, output_dir=output_dir, seed=cfg.seed,
+                 meta=meta, dist=dist)
+    if dist.is_main:
+        write_results(result, splits, cfg)
+    barrier(dist)
+    return result
+
+
+def write_results(result: FitResult, splits: Splits, cfg: RunConfig) -> dict[str, Any]:
+    """Summarise a finished run: val at last epoch and at the val-selected epoch, test for both
+    checkpoints when a test split exists (never used for selection)."""
+    output_dir = Path(cfg.output_dir)
+    best = result.best
+    summary: dict[str, Any] = {
+        "provenance": provenance(), "val_source": splits.val_source,
+        "epochs": len(result.history), "train_counts": splits.train.class_counts.tolist(),
+        "train_time_s": round(sum(r["time_s"] for r in result.history), 1),
+        "val": {"last": result.last.get("val"), "selected": best and best["val"],
+                "selected_epoch": best and best["epoch"]},
+    }
+    markdown = [f"# Run {output_dir.name}\n", f"Validation: {splits.val_source}.\n"]
+    markdown.append(markdown_report(result.last["val"], f"Validation, last epoch "
+                                    f"({len(result.history)})") if result.last.get("val") else "")
+    if best:
+        markdown.append(markdown_report(best["val"], f"Validation, val-selected epoch "
+                                        f"({best['epoch']})"))
+    if splits.test is not None:
+        summary["test"] = {}
+        for name in ("last", "best"):
+            report = evaluate(output_dir / f"{name}.safetensors", splits.test,
+                              data_cfg=cfg.data, device=cfg.train.device)
+            label = "last epoch" if name == "last" else "val-selected checkpoint"
+            summary["test"]["last" if name == "last" else "selected"] = report
+            markdown.append(markdown_report(report, f"Test, {label}"))
+    atomic_write_text(output_dir / "results.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(output_dir / "report.md", "\n".join(markdown))
+    return summary
+
+
+def evaluate(
+    checkpoint: str | Path, dataset: FERDataset, data_cfg: DataConfig | None = None,
+    device: str = "auto", batch_size: int = 256,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a dataset: overall / mean class / per-class accuracy, macro-F1 and
+    the confusion matrix."""
+    from ferkit.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    if tuple(dataset.class_names) != tuple(predictor.class_names):
+        raise DatasetError(f"dataset classes {list(dataset.class_names)} differ from the "
+                           f"checkpoint's {list(predictor.class_names)}; set num_classes to "
+                           f"{len(predictor.class_names)}")
+    cache = _cache_dir(data_cfg) if data_cfg else default_cache_dir()
+    images = cached_images(dataset, predictor.image_size, cache)
+    loader = BatchLoader(images, dataset.labels, batch_size)
+    return evaluate_loader(predictor.method.predict, loader, predictor.class_names,
+                           predictor.device, predictor.mean, predictor.std,
+                           amp_dtype(predictor.device, "auto"))

@@ -1,0 +1,148 @@
+"""Command line: parse arguments -> config -> call :mod:`ferkit.api`. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ferkit.config import ConfigError
+from ferkit.data.base import DatasetError
+from ferkit.engine.checkpoint import CheckpointError, atomic_write_text
+from ferkit.registry import UnknownNameError
+
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, UnknownNameError, FileNotFoundError,
+               ValueError)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ferkit.api import train
+    from ferkit.config import load_config
+
+    overrides = list(args.set or [])
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    cfg = load_config(args.config, overrides)
+    result = train(cfg)
+    best, last = result.best, result.last
+    print(f"finished {len(result.history)} epochs; outputs in {cfg.output_dir}")
+    for label, record in (("last epoch", last), ("val-selected", best)):
+        if record and record.get("val"):
+            val = record["val"]
+            print(f"val ({label}, epoch {record['epoch']}): overall {100 * val['accuracy']:.2f}  "
+                  f"mean class {100 * val['mean_class_accuracy']:.2f}  "
+                  f"macro-F1 {100 * val['macro_f1']:.2f}")
+    print(f"report: {Path(cfg.output_dir) / 'report.md'}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ferkit.api import evaluate
+    from ferkit.data import DATASETS
+    from ferkit.metrics import markdown_report
+
+    dataset = DATASETS.create(args.dataset, root=args.root, split=args.split,
+                              num_classes=args.num_classes)
+    report = evaluate(args.checkpoint, dataset, device=args.device)
+    markdown = markdown_report(report, f"{args.checkpoint} on {dataset.name}")
+    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"eval_{args.dataset}_{args.split}"
+    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / f"{stem}.md", markdown)
+    print(markdown)
+    print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from ferkit.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    results = predictor.predict(args.images)
+    for path, result in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": str(path), **result}))
+        else:
+            print(f"{path}: {result['label']} ({100 * result['confidence']:.1f}%)")
+    if args.cam_dir:
+        written = predictor.save_cam_overlays(args.images, args.cam_dir,
+                                              [Path(p).stem for p in args.images])
+        print(f"attention maps: {len(written)} files in {args.cam_dir}")
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from ferkit.data.check import describe
+
+    print(describe(args.dataset, args.root, num_classes=args.num_classes,
+                   imbalance_factor=args.imbalance_factor))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ferkit import BACKBONES, DATASETS, METHODS
+
+    for registry in (DATASETS, BACKBONES, METHODS):
+        print(f"{registry.kind}s: {', '.join(registry.names())}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition "
+                                     "on imbalanced data.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run (defaults: built-in synthetic faces)")
+    p.add_argument("--config", help="recipe YAML (overrides of the defaults)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override, e.g. --set train.epochs=40 (repeatable)")
+    p.add_argument("--output-dir", help="shortcut for --set output_dir=...")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
+    p.add_argument("checkpoint")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--root")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--num-classes", type=int, default=7)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="folder for the JSON and markdown (default: beside the checkpoint)")
+    p.set_defaults(func=_eval)
+
+    p = sub.add_parser("predict", help="predict expressions of face images")
+    p.add_argument("checkpoint")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--cam-dir", help="also save attention-map overlays here")
+    p.add_argument("--json", action="store_true", help="one JSON line per image")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("datasets", help="check a dataset root and print counts per split/class")
+    p.add_argument("root")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--num-classes", type=int, default=7)
+    p.add_argument("--imbalance-factor", type=float)
+    p.set_defaults(func=_datasets)
+
+    p = sub.add_parser("list", help="registered datasets, backbones and methods")
+    p.set_defaults(func=_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,152 @@
+"""Checkpoints: one safetensors file (weights + optional optimiser state) with JSON metadata.
+
+A checkpoint ``NAME.safetensors`` holds the method's ``state_dict`` (the classifier under
+``model.``, plus any method buffers such as SCN relabels) and, for resumable ``last`` checkpoints,
+the optimiser state under ``optim/``. Its metadata (class names, input size, normalisation,
+backbone, method, config, epoch, history, scheduler state) is stored inside the file and mirrored to
+``NAME.json`` for people. Files are written under a temporary name and renamed, so a crash or kill
+never leaves a truncated checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+FORMAT_VERSION = 1
+OPTIM_PREFIX = "optim/"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or does not fit the model it is loaded into."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: weights, metadata and (for ``last``) optimiser state."""
+
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    optimizer_state: dict[str, Any] | None
+    path: Path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, param_state in state["state"].items():
+        for key, value in param_state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{OPTIM_PREFIX}{param_id}/{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(param_id), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        param_id, key = name[len(OPTIM_PREFIX):].split("/", 1)
+        state.setdefault(int(param_id), {})[key] = value
+    for param_id, values in info["scalars"].items():
+        state.setdefault(int(param_id), {}).update(values)
+    return {"state": state, "param_groups": info["param_groups"]}
+
+
+def save_checkpoint(
+    path: Path | str, module: nn.Module, meta: dict[str, Any],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Path:
+    """Write ``module.state_dict()`` (+ optimiser state) and ``meta`` atomically to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    meta = {"format_version": FORMAT_VERSION, **meta}
+    if optimizer is not None:
+        optim_tensors, optim_info = _flatten_optimizer(optimizer.state_dict())
+        tensors.update(optim_tensors)
+        meta["optimizer"] = optim_info
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata={"ferkit": json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    public = {k: v for k, v in meta.items() if k != "optimizer"}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(public, indent=2) + "\n")
+    return path
+
+
+def load_checkpoint(path: Path | str) -> Checkpoint:
+    """Read a ferkit checkpoint (no pickle involved).
+
+    Raises:
+        CheckpointError: missing file, not a safetensors file, or not written by ferkit.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (expected a ferkit .safetensors "
+                              "file, e.g. runs/NAME/best.safetensors)")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            raw_meta = (handle.metadata() or {}).get("ferkit")
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if raw_meta is None:
+        raise CheckpointError(f"{path} is a safetensors file but not a ferkit checkpoint "
+                              "(no 'ferkit' metadata); to load plain weights use model.pretrained")
+    meta = json.loads(raw_meta)
+    optim_info = meta.pop("optimizer", None)
+    optim_tensors = {k: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}
+    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
+    optimizer_state = _unflatten_optimizer(optim_tensors, optim_info) if optim_info else None
+    return Checkpoint(weights, meta, optimizer_state, path)
+
+
+def check_compatible(meta: dict[str, Any], backbone: str, num_classes: int, path: Path) -> None:
+    """Raise a clear error when a checkpoint was made for another backbone or class count."""
+    problems = []
+    if meta.get("backbone") != backbone:
+        problems.append(f"backbone '{meta.get('backbone')}' (this model: '{backbone}')")
+    if meta.get("num_classes") != num_classes:
+        problems.append(f"{meta.get('num_classes')} classes (this model: {num_classes})")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this model: it has {' and '.join(problems)}. "
+            "Use a checkpoint of the same backbone and class count, or start a new output_dir."
+        )
+
+
+def load_weights(module: nn.Module, checkpoint: Checkpoint) -> None:
+    """Load checkpoint weights strictly, with a readable error on mismatch."""
+    try:
+        result = module.load_state_dict(checkpoint.state_dict, strict=False)
+    except RuntimeError as err:  # shape mismatch
+        raise CheckpointError(f"checkpoint {checkpoint.path} does not fit the model: {err}") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} does not match the model "
+            f"(backbone {checkpoint.meta.get('backbone')}, method {checkpoint.meta.get('method')}): "
+            f"missing keys {result.missing_keys[:5]}{'...' if len(result.missing_keys) > 5 else ''}, "
+            f"unexpected keys {result.unexpected_keys[:5]}"
+            f"{'...' if len(result.unexpected_keys) > 5 else ''}"
+        )

@@ -1,0 +1,85 @@
+"""Evaluation: logits for a whole split, the confusion matrix and every metric; device/AMP helpers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from ferkit.data.loader import BatchLoader
+from ferkit.data.transforms import normalize, to_float
+from ferkit.metrics import confusion_matrix, per_class_report
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> cuda when available, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """Autocast dtype for ``amp`` ("auto" = bf16 on CPU and on bf16-capable GPUs, else fp16)."""
+    if amp == "none":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def preprocess(
+    images: torch.Tensor, device: torch.device, mean: tuple[float, ...], std: tuple[float, ...],
+    channels_last: bool = True,
+) -> torch.Tensor:
+    """uint8 ``[B, C, H, W]`` from the cache -> normalised float ``[B, 3, H, W]`` on ``device``."""
+    images = normalize(to_float(images.to(device, non_blocking=True)), mean, std)
+    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+@torch.no_grad()
+def predict_logits(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterator[dict[str, Any]] | BatchLoader,
+    device: torch.device,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``predict`` over all batches; returns logits ``[N, K]`` (float32, CPU) and labels ``[N]``."""
+    all_logits, all_labels = [], []
+    for batch in batches:
+        images = preprocess(batch["image"], device, mean, std, channels_last)
+        with autocast(device, dtype):
+            logits = predict(images)
+        all_logits.append(logits.float().cpu())
+        all_labels.append(batch["label"])
+    return torch.cat(all_logits), torch.cat(all_labels)
+
+
+def evaluate(
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    loader: BatchLoader,
+    class_names: list[str] | tuple[str, ...],
+    device: torch.device,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+) -> dict[str, Any]:
+    """Confusion matrix, overall / mean class / per-class accuracy and macro-F1 of one split."""
+    logits, labels = predict_logits(predict, loader, device, mean, std, dtype, channels_last)
+    confusion = confusion_matrix(logits.argmax(dim=1), labels, len(class_names))
+    return per_class_report(confusion, class_names)

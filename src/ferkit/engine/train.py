@@ -1,0 +1,269 @@
+"""fit(): the one method-agnostic training loop.
+
+Per epoch: reseed (so an epoch depends only on ``(seed, epoch)``), train with AMP and optional
+gradient clipping, evaluate on validation, append the epoch record to ``metrics.jsonl`` /
+``metrics.csv``, save ``last`` (resumable) and ``best`` (by ``select_metric``). Re-running with the
+same ``output_dir`` resumes from ``last`` and ends with exactly the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from ferkit.config import OptimConfig, TrainConfig
+from ferkit.data.loader import BatchLoader
+from ferkit.data.transforms import AugmentConfig, augment_batch, normalize, to_float
+from ferkit.engine.checkpoint import atomic_write_text, load_checkpoint, load_weights
+from ferkit.engine.checkpoint import save_checkpoint
+from ferkit.engine.distributed import DistInfo, barrier
+from ferkit.engine.evaluate import amp_dtype, autocast, evaluate, resolve_device
+from ferkit.engine.optim import build_optimizer, build_scheduler
+from ferkit.methods.base import Method
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    """History of a run (one record per epoch) and where its files are."""
+
+    history: list[dict[str, Any]]
+    output_dir: Path
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        evaluated = [r for r in self.history if r.get("val")]
+        return max(evaluated, key=lambda r: r["selection_score"]) if evaluated else None
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.history[-1]
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + rank * 104_729) % (2**62)
+
+
+def prepare_batch(
+    batch: dict[str, Any], device: torch.device, augment: AugmentConfig | None,
+    generator: torch.Generator, mean: tuple[float, ...], std: tuple[float, ...],
+    channels_last: bool,
+) -> dict[str, Any]:
+    """Move a cached batch to ``device``: augment, normalise; recurse into extra streams."""
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, dict):
+            out[key] = prepare_batch(value, device, augment, generator, mean, std, channels_last)
+        elif key == "image":
+            images = to_float(value.to(device, non_blocking=True))
+            if augment is not None:
+                images = augment_batch(images, augment, generator)
+            images = normalize(images, mean, std)
+            out[key] = images.contiguous(memory_format=torch.channels_last) if channels_last \
+                else images
+        else:
+            out[key] = value.to(device, non_blocking=True)
+    return out
+
+
+def _write_metrics(output_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl and metrics.csv from the full history (atomic)."""
+    atomic_write_text(output_dir / "metrics.jsonl",
+                      "".join(json.dumps(r) + "\n" for r in history))
+    rows = []
+    for record in history:
+        row = {"epoch": record["epoch"], "lr": record["lr"], "time_s": record["time_s"],
+               "images_per_s": record["images_per_s"]}
+        row.update({f"train_{k}": v for k, v in record["train"].items()})
+        for key, value in (record.get("val") or {}).items():
+            if isinstance(value, float):
+                row[f"val_{key}"] = value
+            elif key == "per_class_accuracy":
+                row.update({f"val_acc_{n}": v for n, v in value.items()})
+        rows.append(row)
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(output_dir / "metrics.csv", buffer.getvalue())
+
+
+def _tensorboard(output_dir: Path, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(output_dir / "tensorboard"))
+
+
+def fit(
+    method: Method,
+    train_loader: BatchLoader,
+    val_loader: BatchLoader | None,
+    *,
+    optim_cfg: OptimConfig,
+    train_cfg: TrainConfig,
+    augment: AugmentConfig | None,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    class_names: tuple[str, ...],
+    output_dir: Path,
+    seed: int,
+    meta: dict[str, Any],
+    dist: DistInfo | None = None,
+) -> FitResult:
+    """Train ``method`` for ``train_cfg.epochs`` epochs, resuming from ``output_dir/last``.
+
+    Args:
+        method: the Method (wraps the classifier) to train.
+        train_loader, val_loader: batch loaders of the cached uint8 images.
+        augment: training augmentation (None = none).
+        mean, std: input normalisation.
+        class_names: canonical class names (for reports).
+        output_dir: where checkpoints and metrics go.
+        seed: run seed; epoch e uses ``epoch_seed(seed, e, rank)``.
+        meta: metadata stored in every checkpoint (class names, backbone, config, ...).
+        dist: DDP placement (None = single process).
+    """
+    dist = dist or DistInfo()
+    device = resolve_device(train_cfg.device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    dtype = amp_dtype(device, train_cfg.amp)
+    method.to(device)
+    if train_cfg.channels_last:
+        method.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(method, optim_cfg, train_loader.batch_size)
+    steps = len(train_loader)
+    if train_cfg.max_steps_per_epoch:
+        steps = min(steps, train_cfg.max_steps_per_epoch)
+    if steps == 0:
+        raise ValueError(f"the training set ({len(train_loader.labels)} images) is smaller than one "
+                         f"batch ({train_loader.batch_size}); lower data.batch_size")
+    scheduler = build_scheduler(optimizer, optim_cfg, steps, train_cfg.epochs)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda"
+                                    else None) if dist.enabled else method
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    history: list[dict[str, Any]] = []
+    last_path = output_dir / "last.safetensors"
+    if last_path.exists():
+        ckpt = load_checkpoint(last_path)
+        load_weights(method, ckpt)
+        if ckpt.optimizer_state is not None:
+            optimizer.load_state_dict(ckpt.optimizer_state)
+        scheduler.load_state_dict(ckpt.meta["scheduler"])
+        history = ckpt.meta["history"]
+        log.info("resumed %s at epoch %d", last_path, len(history))
+    best_score = max((r["selection_score"] for r in history if r.get("val")), default=-1.0)
+    writer = _tensorboard(output_dir, train_cfg.tensorboard and dist.is_main)
+
+    for epoch in range(len(history), train_cfg.epochs):
+        torch.manual_seed(epoch_seed(seed, epoch, dist.rank))
+        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch, dist.rank) + 1)
+        train_loader.set_epoch(epoch, seed)
+        method.on_epoch_start(epoch, train_cfg.epochs)
+        method.train()
+        sums: dict[str, torch.Tensor] = {}
+        seen, start = 0, time.perf_counter()
+        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False,
+                   disable=not (train_cfg.progress and dist.is_main), unit="step")
+        for step, batch in enumerate(train_loader):
+            if step >= steps:
+                break
+            batch = prepare_batch(batch, device, augment, generator, mean, std,
+                                  train_cfg.channels_last)
+            with autocast(device, dtype):
+                out = model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(out.loss).backward()
+            if train_cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(method.parameters(), train_cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            logs = {"loss": out.loss.detach(), **out.logs}
+            for key, value in logs.items():
+                sums[key] = sums.get(key, 0.0) + value.detach().float()
+            seen += batch["label"].shape[0]
+            bar.update(1)
+            if step % 20 == 0 or step == steps - 1:
+                loss = out.loss.item()
+                if loss != loss:
+                    raise FloatingPointError(f"loss is NaN at epoch {epoch + 1}, step {step}; "
+                                             "lower optim.lr or set train.grad_clip")
+                bar.set_postfix(loss=f"{loss:.4f}",
+                                img_s=f"{seen * dist.world_size / (time.perf_counter() - start):.0f}")
+        bar.close()
+        elapsed = time.perf_counter() - start
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train": {k: (v / steps).item() for k, v in sums.items()},
+            "time_s": round(elapsed, 3),
+            "images_per_s": round(seen * dist.world_size / elapsed, 1),
+        }
+        is_last = epoch + 1 == train_cfg.epochs
+        if val_loader is not None and ((epoch + 1) % train_cfg.eval_every == 0 or is_last):
+            method.eval()
+            report = evaluate(method.predict, val_loader, class_names, device, mean, std, dtype,
+                              train_cfg.channels_last)
+            record["val"] = report
+            record["selection_score"] = report[train_cfg.select_metric]
+        history.append(record)
+        if dist.is_main:
+            _save_epoch(method, optimizer, scheduler, meta, history, output_dir, best_score)
+            if record.get("val") and record["selection_score"] > best_score:
+                best_score = record["selection_score"]
+            _log_epoch(record, writer)
+        barrier(dist)
+    if writer is not None:
+        writer.close()
+    return FitResult(history, output_dir)
+
+
+def _save_epoch(
+    method: Method, optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any],
+    history: list[dict[str, Any]], output_dir: Path, best_score: float,
+) -> None:
+    """Checkpoint ``last`` (with optimiser), ``best`` when improved, then the metrics files."""
+    record = history[-1]
+    epoch_meta = {**meta, "epoch": record["epoch"], "val": record.get("val")}
+    if record.get("val") and record["selection_score"] > best_score:
+        save_checkpoint(output_dir / "best.safetensors", method, epoch_meta)
+    save_checkpoint(output_dir / "last.safetensors", method,
+                    {**epoch_meta, "history": history, "scheduler": scheduler.state_dict()},
+                    optimizer)
+    _write_metrics(output_dir, history)
+
+
+def _log_epoch(record: dict[str, Any], writer: Any) -> None:
+    val = record.get("val") or {}
+    train = " ".join(f"{k}={v:.4f}" for k, v in record["train"].items())
+    msg = f"epoch {record['epoch']}: {train} | {record['images_per_s']:.0f} img/s"
+    if val:
+        msg += (f" | val acc {100 * val['accuracy']:.2f} mean-class "
+                f"{100 * val['mean_class_accuracy']:.2f}")
+    log.info(msg)
+    if writer is not None:
+        for key, value in record["train"].items():
+            writer.add_scalar(f"train/{key}", value, record["epoch"])
+        for key in ("accuracy", "mean_class_accuracy", "macro_f1"):
+            if key in val:
+                writer.add_scalar(f"val/{key}", val[key], record["epoch"])

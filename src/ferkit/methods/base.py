@@ -1,0 +1,121 @@
+"""The Method contract: one training step of one method, plugged into the one engine.
+
+A method is an ``nn.Module`` that wraps a :class:`~ferkit.models.FERClassifier` (``self.model``)
+and implements ``forward(batch) -> StepOutput``. The engine never branches on a method's name;
+it only uses the hooks below:
+
+- ``forward(batch)``: the training loss. ``batch`` holds ``image`` ``[B, 3, H, W]`` (augmented,
+  normalised), ``label`` ``[B]``, ``index`` ``[B]`` (dataset positions, for per-sample state),
+  optionally ``soft_label`` ``[B, K]``, plus one sub-dict per extra stream from ``samplers``.
+- ``predict(images)``: logits for evaluation and inference (default ``self.model(images).logits``).
+- ``samplers(labels)``: extra named batch streams (e.g. BBN's reversed sampler).
+- ``param_groups(lr)``: optimiser parameter groups (e.g. a 10x learning rate for a new head).
+- ``on_epoch_start(epoch, num_epochs)``: schedules that depend on training progress.
+
+Per-sample state (relabels, buffers) lives in registered buffers so checkpoints carry it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferkit.data.loader import Sampler
+from ferkit.models.classifier import FERClassifier
+from ferkit.registry import Registry, suggest
+
+METHODS: Registry[Method] = Registry("method")
+
+
+@dataclass
+class StepOutput:
+    """Result of one training step: the loss to minimise, the logits and scalar logs."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class of all training methods.
+
+    Args:
+        model: the classifier being trained.
+        class_counts: training images per class (of the set actually used), ``[K]``.
+        num_samples: size of the training set (for per-sample buffers).
+    """
+
+    def __init__(self, model: FERClassifier, class_counts: Sequence[int], num_samples: int) -> None:
+        super().__init__()
+        self.model = model
+        self.num_samples = num_samples
+        self.register_buffer("class_counts", torch.as_tensor(class_counts, dtype=torch.long),
+                             persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
+    def forward(self, batch: dict[str, Any]) -> StepOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, K]`` for evaluation and inference."""
+        return self.model(images).logits
+
+    def samplers(self, labels: np.ndarray) -> dict[str, Sampler]:
+        """Extra batch streams: name -> sampler. The default has none."""
+        return {}
+
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Optimiser parameter groups. Default: all trainable parameters at ``lr``."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        """Called before each training epoch (0-based)."""
+
+
+RESERVED = ("model", "class_counts", "num_samples")
+
+
+def method_params(name: str) -> dict[str, Any]:
+    """The keyword parameters a registered method accepts, with their defaults."""
+    signature = inspect.signature(METHODS.get(name))
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {
+        key: (None if p.default is inspect.Parameter.empty else p.default)
+        for key, p in signature.parameters.items()
+        if key not in RESERVED and p.kind in kinds
+    }
+
+
+def check_method_params(name: str, params: dict[str, Any]) -> list[str]:
+    """Errors for unknown parameters of method ``name`` (with close-match suggestions)."""
+    if name not in METHODS:
+        return [f"method.name: unknown method '{name}'.{suggest(name, METHODS.names())} "
+                f"Available: {', '.join(METHODS.names())}"]
+    allowed = method_params(name)
+    return [
+        f"method.params.{key}: '{name}' has no parameter '{key}'.{suggest(key, list(allowed))} "
+        f"Its parameters: {', '.join(sorted(allowed)) or '(none)'}"
+        for key in params if key not in allowed
+    ]
+
+
+def create_method(
+    name: str, model: FERClassifier, class_counts: Sequence[int], num_samples: int,
+    params: dict[str, Any] | None = None,
+) -> Method:
+    """Build a registered method; unknown parameters raise ValueError before anything runs."""
+    params = dict(params or {})
+    errors = check_method_params(name, params)
+    if errors:
+        raise ValueError("\n".join(errors))
+    return METHODS.create(name, model=model, class_counts=class_counts, num_samples=num_samples,
+                          **params)

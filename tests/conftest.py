@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny synthetic runs on the CPU, and the location of the real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ferkit.config import RunConfig, load_config
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    torch.set_num_threads(1)
+
+
+def tiny_overrides(output_dir: Path, **extra: object) -> list[str]:
+    """Overrides for a seconds-long synthetic run with the tiny CNN at 32x32."""
+    values: dict[str, object] = {
+        "output_dir": str(output_dir),
+        "data.dataset": "synthetic",
+        "data.image_size": 32,
+        "data.batch_size": 16,
+        "data.cache_dir": "memory",
+        "data.options": "{size: 32, num_train: 96, num_val: 40, num_test: 40}",
+        "model.backbone": "tiny_cnn",
+        "model.options": "{width: 8}",
+        "optim.lr": 0.003,
+        "train.epochs": 2,
+        "train.progress": False,
+        "train.tensorboard": False,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path: Path) -> RunConfig:
+    return load_config(None, tiny_overrides(tmp_path / "run"))

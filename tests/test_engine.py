@@ -1,0 +1,143 @@
+"""End to end on tiny synthetic data: train -> checkpoint -> kill -> resume -> eval -> predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import ferkit.engine.train as engine_train
+from ferkit import Predictor, api, load_config
+from ferkit.cli import main as cli_main
+from ferkit.data import DATASETS
+from ferkit.engine.checkpoint import CheckpointError, load_checkpoint
+from tests.conftest import tiny_overrides
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def test_train_writes_everything(tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tmp_path / "run"))
+    result = api.train(cfg)
+    out = Path(cfg.output_dir)
+    for name in ("config.yaml", "last.safetensors", "best.safetensors", "last.json",
+                 "metrics.jsonl", "metrics.csv", "results.json", "report.md"):
+        assert (out / name).is_file(), name
+    assert len(result.history) == 2
+    record = result.history[-1]
+    assert set(record["val"]) >= {"accuracy", "mean_class_accuracy", "macro_f1",
+                                  "per_class_accuracy", "confusion_matrix"}
+    assert "provenance" in (out / "config.yaml").read_text()
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["test"]) == {"last", "selected"}  # synthetic has a test split
+    assert results["val"]["selected_epoch"] in (1, 2)
+    meta = load_checkpoint(out / "best.safetensors").meta
+    assert meta["class_names"][0] == "surprise" and meta["image_size"] == 32
+    assert meta["mean"] == [0.485, 0.456, 0.406] and meta["backbone"] == "tiny_cnn"
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+    # Rerunning a finished run trains nothing more and keeps the weights.
+    before = _weights(out / "last.safetensors")
+    api.train(cfg)
+    after = _weights(out / "last.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, monkeypatch) -> None:
+    extra = {"train.epochs": 3, "method.name": "ce", "model.drop_rate": 0.2,
+             "optim.scheduler": "cosine", "optim.warmup_steps": 2}
+    full = load_config(None, tiny_overrides(tmp_path / "full", **extra))
+    api.train(full)
+
+    killed = load_config(None, tiny_overrides(tmp_path / "killed", **extra))
+    real_prepare = engine_train.prepare_batch
+    calls = {"n": 0}
+
+    def dying_prepare(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6 + 3:  # epoch 1 has 6 steps; die in the middle of epoch 2
+            raise _Killed
+        return real_prepare(*args, **kwargs)
+
+    monkeypatch.setattr(engine_train, "prepare_batch", dying_prepare)
+    with pytest.raises(_Killed):
+        api.train(killed)
+    assert load_checkpoint(Path(killed.output_dir) / "last.safetensors").meta["epoch"] == 1
+    monkeypatch.setattr(engine_train, "prepare_batch", real_prepare)
+    api.train(killed)
+
+    a = _weights(Path(full.output_dir) / "last.safetensors")
+    b = _weights(Path(killed.output_dir) / "last.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    ha = [json.loads(x) for x in (Path(full.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    hb = [json.loads(x) for x in (Path(killed.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["val"]["accuracy"] for r in ha] == [r["val"]["accuracy"] for r in hb]
+    assert [r["train"]["loss"] for r in ha] == [r["train"]["loss"] for r in hb]
+
+
+def test_eval_and_predict_from_checkpoint(tmp_path: Path, capsys) -> None:
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 1}))
+    api.train(cfg)
+    ckpt = Path(cfg.output_dir) / "best.safetensors"
+    test_set = DATASETS.create("synthetic", root=None, split="test", size=32, num_test=40)
+    report = api.evaluate(ckpt, test_set, device="cpu")
+    assert report["num_samples"] == 40
+    assert sum(map(sum, report["confusion_matrix"])) == 40
+
+    # The CLI writes JSON + markdown.
+    code = cli_main(["eval", str(ckpt), "--dataset", "synthetic", "--split", "test",
+                     "--out", str(tmp_path / "eval")])
+    assert code == 0
+    written = json.loads((tmp_path / "eval" / "eval_synthetic_test.json").read_text())
+    assert written["num_samples"] == 700  # the CLI builds the default synthetic test split
+    assert "mean class acc" in (tmp_path / "eval" / "eval_synthetic_test.md").read_text()
+
+    # Predict on image files, the same images as arrays give the same answer.
+    paths = []
+    for i in range(3):
+        array = test_set.load_image(i)[:, :, 0]
+        paths.append(tmp_path / f"face{i}.png")
+        Image.fromarray(array).save(paths[-1])
+    predictor = Predictor.from_checkpoint(ckpt, device="cpu")
+    preds = predictor.predict(paths)
+    assert [p["label"] for p in preds] == [p["label"] for p in
+                                           predictor.predict([Image.open(p) for p in paths])]
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-5 for p in preds)
+    assert predictor.cams(paths).shape[:2] == (3, 7)
+    code = cli_main(["predict", str(ckpt), *map(str, paths), "--cam-dir", str(tmp_path / "cams")])
+    assert code == 0
+    assert len(list((tmp_path / "cams").glob("*.png"))) == 3
+    assert "face0.png:" in capsys.readouterr().out
+
+
+def test_checkpoint_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_resume_into_other_backbone_or_classes_is_refused(tmp_path: Path) -> None:
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 1}))
+    api.train(cfg)
+    other = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 2,
+                                                                  "model.options": "{width: 4}"}))
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        api.train(other)
+    eight = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 2,
+                                                                  "data.num_classes": 8}))
+    with pytest.raises(CheckpointError, match=r"8 classes|does not fit"):
+        api.train(eight)
