@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from tests.conftest import tiny_overrides
 
 import ferkit.engine.train as engine_train
 from ferkit import Predictor, api, load_config
 from ferkit.cli import main as cli_main
 from ferkit.data import DATASETS
 from ferkit.engine.checkpoint import CheckpointError, load_checkpoint
-from tests.conftest import tiny_overrides
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:

@@ -52,7 +52,8 @@ def test_weighted_cross_entropy_divides_by_n() -> None:
 def test_focal_loss_by_hand() -> None:
     logits = torch.tensor([[2.0, 0.0]])
     p = math.exp(2) / (math.exp(2) + 1)
-    assert focal_loss(logits, torch.tensor([0]), 2.0).item() == pytest.approx(-(1 - p) ** 2 * math.log(p), rel=1e-5)
+    expected = -((1 - p) ** 2) * math.log(p)
+    assert focal_loss(logits, torch.tensor([0]), 2.0).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_soft_cross_entropy_matches_label_smoothing() -> None:

@@ -21,7 +21,8 @@ from ferkit.data.imbalance import imbalanced_subset
 from ferkit.data.loader import BatchLoader, shuffle_sampler
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.engine.distributed import DistInfo, barrier, init_distributed
-from ferkit.engine.evaluate import amp_dtype, evaluate as evaluate_loader, resolve_device
+from ferkit.engine.evaluate import amp_dtype, resolve_device
+from ferkit.engine.evaluate import evaluate as evaluate_loader
 from ferkit.engine.train import FitResult, fit
 from ferkit.losses import check_class_counts
 from ferkit.methods import check_method_params, create_method

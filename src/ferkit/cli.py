@@ -90,6 +90,15 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from ferkit.bench import format_summary, run_protocol
+
+    summary = run_protocol(args.protocol, args.root, args.out, list(args.set or []),
+                           only=args.only, dry_run=args.dry_run, report_only=args.report_only)
+    print(format_summary(summary))
+    return 1 if summary["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition "
                                      "on imbalanced data.")
@@ -127,6 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=7)
     p.add_argument("--imbalance-factor", type=float)
     p.set_defaults(func=_datasets)
+
+    p = sub.add_parser("bench", help="run a benchmark protocol (resumable) and write result tables")
+    p.add_argument("protocol", help="protocol YAML file, or a name in configs/bench "
+                   "(ferplus-cpu, ferplus-paper, rafdb-paper)")
+    p.add_argument("--root", help="dataset root folder (data.root of every run)")
+    p.add_argument("--out", required=True, help="results folder (runs/, results.md, results.json)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override for every run, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--only", metavar="SUBSTRING",
+                   help="train only runs whose id (<setting>/<method>/seed<k>) contains this")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true",
+                      help="list the runs and which are finished; train and write nothing")
+    mode.add_argument("--report-only", action="store_true",
+                      help="rebuild the report from finished runs; train nothing")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("list", help="registered datasets, backbones and methods")
     p.set_defaults(func=_list)

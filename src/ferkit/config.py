@@ -303,7 +303,8 @@ def validate(cfg: RunConfig) -> list[str]:
         for part in key.split("."):
             node = getattr(node, part)
         if node not in allowed:
-            errors.append(f"{key}: '{node}' is not one of {list(allowed)}.{suggest(str(node), [str(a) for a in allowed])}")
+            hint = suggest(str(node), [str(a) for a in allowed])
+            errors.append(f"{key}: '{node}' is not one of {list(allowed)}.{hint}")
     positive = {"data.image_size": cfg.data.image_size, "data.batch_size": cfg.data.batch_size,
                 "train.epochs": cfg.train.epochs, "optim.lr": cfg.optim.lr}
     errors += [f"{k}: must be > 0, got {v}" for k, v in positive.items()

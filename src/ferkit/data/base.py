@@ -108,7 +108,7 @@ class FERDataset(Dataset):
         return digest.hexdigest()[:16]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image = torch.from_numpy(np.ascontiguousarray(self.load_image(index).transpose(2, 0, 1)))
+        image = torch.from_numpy(np.array(self.load_image(index).transpose(2, 0, 1), order="C"))
         item: dict[str, Any] = {
             "image": self.transform(image) if self.transform else image,
             "label": int(self.labels[index]),

@@ -20,7 +20,8 @@ def shuffle_sampler(num_samples: int) -> Sampler:
 def class_weighted_sampler(labels: np.ndarray, class_weights: np.ndarray) -> Sampler:
     """Sampling with replacement where a sample of class l is drawn with weight class_weights[l].
 
-    BBN's reversed sampler is ``class_weights = n_max / n_l``.
+    Per-class weights w_l give class l a draw probability proportional to n_l * w_l (BBN's
+    reversed sampler uses w_l = n_max / n_l**2 so that P(l) is proportional to n_max / n_l).
     """
     sample_weights = torch.as_tensor(np.asarray(class_weights, np.float64)[labels])
     num = len(labels)

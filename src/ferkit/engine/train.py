@@ -24,8 +24,12 @@ from tqdm.auto import tqdm
 from ferkit.config import OptimConfig, TrainConfig
 from ferkit.data.loader import BatchLoader
 from ferkit.data.transforms import AugmentConfig, augment_batch, normalize, to_float
-from ferkit.engine.checkpoint import atomic_write_text, load_checkpoint, load_weights
-from ferkit.engine.checkpoint import save_checkpoint
+from ferkit.engine.checkpoint import (
+    atomic_write_text,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from ferkit.engine.distributed import DistInfo, barrier
 from ferkit.engine.evaluate import amp_dtype, autocast, evaluate, resolve_device
 from ferkit.engine.optim import build_optimizer, build_scheduler
@@ -152,8 +156,10 @@ def fit(
     if train_cfg.max_steps_per_epoch:
         steps = min(steps, train_cfg.max_steps_per_epoch)
     if steps == 0:
-        raise ValueError(f"the training set ({len(train_loader.labels)} images) is smaller than one "
-                         f"batch ({train_loader.batch_size}); lower data.batch_size")
+        raise ValueError(
+            f"the training set ({len(train_loader.labels)} images over {dist.world_size} "
+            f"process(es)) is smaller than one batch ({train_loader.batch_size}); lower "
+            "data.batch_size")
     scheduler = build_scheduler(optimizer, optim_cfg, steps, train_cfg.epochs)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda"

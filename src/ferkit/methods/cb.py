@@ -6,8 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ferkit.losses import class_weights, focal_loss, sigmoid_class_balanced_loss
-from ferkit.losses import weighted_cross_entropy
+from ferkit.losses import (
+    class_weights,
+    focal_loss,
+    sigmoid_class_balanced_loss,
+    weighted_cross_entropy,
+)
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
 
