@@ -126,8 +126,9 @@ class TrainConfig:
     Attributes:
         epochs: number of epochs.
         device: "auto" (cuda when available), "cpu" or "cuda[:N]".
-        amp: "auto" (bf16 on CPU and on CUDA with bf16 support), "bf16", "fp16" or "none".
-        channels_last: NHWC memory format for convolutions.
+        amp: "auto" (bf16 on CUDA with bf16 support, else fp16; on CPU bf16 only where the CPU
+            has native bf16, else fp32), "bf16", "fp16" or "none".
+        channels_last: NHWC memory format; None = auto (CUDA yes, CPU no).
         grad_clip: max gradient norm, or None.
         max_steps_per_epoch: cap on steps per epoch (quick runs), or None.
         eval_every: evaluate on validation every this many epochs (and always at the end).
@@ -140,7 +141,7 @@ class TrainConfig:
     epochs: int = 10
     device: str = "auto"
     amp: str = "auto"
-    channels_last: bool = True
+    channels_last: bool | None = None
     grad_clip: float | None = None
     max_steps_per_epoch: int | None = None
     eval_every: int = 1

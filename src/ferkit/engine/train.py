@@ -31,9 +31,15 @@ from ferkit.engine.checkpoint import (
     save_checkpoint,
 )
 from ferkit.engine.distributed import DistInfo, barrier
-from ferkit.engine.evaluate import amp_dtype, autocast, evaluate, resolve_device
+from ferkit.engine.evaluate import (
+    amp_dtype,
+    autocast,
+    evaluate,
+    resolve_device,
+    use_channels_last,
+)
 from ferkit.engine.optim import build_optimizer, build_scheduler
-from ferkit.methods.base import Method
+from ferkit.methods.base import Method, StepOutput
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,24 @@ def prepare_batch(
                 else images
         else:
             out[key] = value.to(device, non_blocking=True)
+    return out
+
+
+def train_step(
+    model: torch.nn.Module, batch: dict[str, Any], optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, device: torch.device, dtype: torch.dtype | None,
+    grad_clip: float | None = None,
+) -> StepOutput:
+    """One optimisation step of a method (or its DDP wrapper) on a prepared batch."""
+    with autocast(device, dtype):
+        out = model(batch)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(out.loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
     return out
 
 
@@ -148,8 +172,9 @@ def fit(
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     dtype = amp_dtype(device, train_cfg.amp)
+    channels_last = use_channels_last(device, train_cfg.channels_last)
     method.to(device)
-    if train_cfg.channels_last:
+    if channels_last:
         method.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(method, optim_cfg, train_loader.batch_size)
     steps = len(train_loader)
@@ -193,16 +218,8 @@ def fit(
             if step >= steps:
                 break
             batch = prepare_batch(batch, device, augment, generator, mean, std,
-                                  train_cfg.channels_last)
-            with autocast(device, dtype):
-                out = model(batch)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(out.loss).backward()
-            if train_cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(method.parameters(), train_cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+                                  channels_last)
+            out = train_step(model, batch, optimizer, scaler, device, dtype, train_cfg.grad_clip)
             scheduler.step()
             logs = {"loss": out.loss.detach(), **out.logs}
             for key, value in logs.items():
@@ -229,7 +246,7 @@ def fit(
         if val_loader is not None and ((epoch + 1) % train_cfg.eval_every == 0 or is_last):
             method.eval()
             report = evaluate(method.predict, val_loader, class_names, device, mean, std, dtype,
-                              train_cfg.channels_last)
+                              channels_last)
             record["val"] = report
             record["selection_score"] = report[train_cfg.select_metric]
         history.append(record)

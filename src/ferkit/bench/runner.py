@@ -1,0 +1,311 @@
+"""Run a benchmark protocol: expand it to runs, skip finished ones, train the rest, report.
+
+Each run trains in ``out_dir/runs/<setting>/<method-label>/seed<k>`` and keeps there, next to what
+:func:`ferkit.api.train` writes (``config.yaml``, checkpoints, ``metrics.jsonl``, ``results.json``),
+the harness's own record ``bench_run.json``: the resolved config, the ``ferkit train`` command that
+reproduces the run, every attempt (date, wall-clock time, provenance) and the last error.
+
+Resume rules (decided here, stated in the report):
+
+- A run is *finished* when its ``results.json`` exists and its stored config equals the config the
+  protocol resolves to now (ignoring :data:`RUN_ONLY_KEYS`, which do not change results).
+  Finished runs are skipped.
+- An unfinished run calls ``api.train`` again, which resumes from ``last.safetensors``.
+- A run folder whose stored config differs is never trained into and never reported: the
+  harness refuses with the differing keys before training anything. Use a new ``--out`` folder
+  (or delete that run folder) to run the changed protocol.
+- A failing run is recorded (error and traceback in ``bench_run.json`` and the report) and the
+  other runs go on; a re-run retries it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shlex
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferkit.bench.protocol import Protocol, RunSpec, find_protocol, load_protocol
+from ferkit.bench.report import write_report
+from ferkit.config import ConfigError, RunConfig, to_dict
+from ferkit.engine.checkpoint import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+RECORD = "bench_run.json"
+# Keys that say where or how visibly a run executes, not what it computes.
+RUN_ONLY_KEYS = ("output_dir", "data.root", "data.cache_dir", "train.progress",
+                 "train.tensorboard", "train.num_threads")
+
+
+class BenchError(ValueError):
+    """The benchmark cannot proceed as asked (e.g. a run folder holds a different config)."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config dict -> dotted leaves; ``options`` / ``params`` mappings stay whole."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and key not in ("options", "params"):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def _yaml_value(value: Any) -> str:
+    """A value as a YAML flow literal that :func:`ferkit.config.parse_overrides` reads back."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ".nan" if value != value else (".inf" if value > 0 else "-.inf")
+        text = repr(value)
+        mantissa, _, exponent = text.partition("e")
+        return f"{mantissa}.0e{exponent}" if exponent and "." not in mantissa else text
+    if isinstance(value, str):
+        return value if value and yaml.safe_load(value) == value else json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_yaml_value(str(k))}: {_yaml_value(v)}"
+                               for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+def train_command(cfg: RunConfig) -> str:
+    """The ``ferkit train`` command that reproduces ``cfg``: one ``--set`` per non-default value."""
+    defaults = _flatten(to_dict(RunConfig()))
+    values = _flatten(to_dict(cfg))
+    sets = [f"{key}={_yaml_value(value)}" for key, value in values.items()
+            if key != "output_dir" and value != defaults.get(key)]
+    parts = ["ferkit", "train"] + [x for s in sets for x in ("--set", s)]
+    return shlex.join(parts + ["--output-dir", cfg.output_dir])
+
+
+def config_changes(stored: dict[str, Any], current: RunConfig) -> list[str]:
+    """Keys whose stored value differs from ``current`` (``key: stored -> current``)."""
+    defaults = _flatten(json.loads(json.dumps(to_dict(RunConfig()))))
+    # a key added to RunConfig since the run was stored reads as its default
+    old = {**defaults, **_flatten(json.loads(json.dumps(stored)))}
+    new = _flatten(json.loads(json.dumps(to_dict(current))))
+    return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+            for k in sorted(set(old) | set(new))
+            if k not in RUN_ONLY_KEYS and old.get(k) != new.get(k)]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _stored_config(run_dir: Path, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record and "config" in record:
+        return record["config"]
+    try:  # written by api.train before its first epoch
+        stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return {k: v for k, v in stored.items() if k != "provenance"} if stored else None
+
+
+def plan_runs(protocol: Protocol, out_dir: Path, root: str | None = None,
+              overrides: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every run of ``protocol`` with its config, folder and status on disk.
+
+    Status is one of ``finished``, ``partial`` (a checkpoint to resume from), ``failed`` (the last
+    attempt raised), ``interrupted`` (Ctrl-C), ``started`` (no checkpoint yet: running elsewhere
+    or killed early), ``pending`` or ``changed`` (stored config differs; see ``changes``).
+    """
+    from ferkit.api import check_config  # registries: dataset, backbone, method parameters
+
+    planned = []
+    for spec in protocol.runs():
+        run_dir = out_dir / "runs" / spec.id
+        cfg = protocol.resolve(spec, run_dir, root, overrides)
+        try:
+            check_config(cfg)
+        except ConfigError as err:
+            raise ConfigError(f"run {spec.id} of {protocol.path or protocol.name}: {err}") from err
+        record = _read_json(run_dir / RECORD)
+        stored = _stored_config(run_dir, record)
+        changes = config_changes(stored, cfg) if stored is not None else []
+        if changes:
+            status = "changed"
+        elif (run_dir / "results.json").is_file():
+            status = "finished"
+        elif record and record.get("status") in ("failed", "interrupted"):
+            status = record["status"]
+        elif (run_dir / "last.safetensors").is_file():
+            status = "partial"
+        else:  # "started": running in another process, or killed before its first epoch ended
+            status = "started" if record and record.get("status") == "running" else "pending"
+        planned.append({"spec": spec, "id": spec.id, "config": cfg, "dir": run_dir,
+                        "status": status, "changes": changes, "record": record})
+    return planned
+
+
+def _killed_attempt(run: dict[str, Any]) -> dict[str, Any] | None:
+    """A previous attempt left as ``running`` was killed: close it at its last checkpoint time."""
+    record = run["record"] or {}
+    attempt = (record.get("attempts") or [None])[-1]
+    if not attempt or attempt.get("status") != "running":
+        return None
+    last = run["dir"] / "last.safetensors"
+    started = datetime.fromisoformat(attempt["started"])
+    ended = datetime.fromtimestamp(last.stat().st_mtime, timezone.utc) if last.exists() else started
+    return {**attempt, "status": "killed", "ended": ended.isoformat(timespec="seconds"),
+            "wall_clock_s": round(max((ended - started).total_seconds(), 0.0), 1)}
+
+
+def _write_record(run: dict[str, Any], record: dict[str, Any]) -> None:
+    run["dir"].mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run["dir"] / RECORD, json.dumps(record, indent=2) + "\n")
+    run["record"] = record
+
+
+def execute_run(run: dict[str, Any], bench_command: str) -> dict[str, Any]:
+    """Train one planned run via ``ferkit.api.train`` (resuming) and keep its record up to date.
+
+    Errors are caught and recorded (status ``failed``); KeyboardInterrupt is recorded as
+    ``interrupted`` and re-raised.
+    """
+    from ferkit import api  # looked up at call time so tests can replace api.train
+
+    spec: RunSpec = run["spec"]
+    cfg: RunConfig = run["config"]
+    attempts = list((run["record"] or {}).get("attempts") or [])
+    killed = _killed_attempt(run)
+    if killed:
+        attempts[-1] = killed
+    attempt = {"started": _now(), "status": "running", "provenance": api.provenance()}
+    record = {"id": spec.id, "setting": spec.setting.name, "label": spec.method.label,
+              "method": spec.method.name, "params": spec.method.params, "seed": spec.seed,
+              "config": to_dict(cfg), "command": train_command(cfg),
+              "bench_command": bench_command, "status": "running", "error": None,
+              "attempts": attempts + [attempt]}
+    _write_record(run, record)
+    start = time.perf_counter()
+    status, error = "interrupted", "interrupted"
+    try:
+        api.train(cfg)
+        status, error = "finished", None
+    except KeyboardInterrupt:
+        status, error = "interrupted", "KeyboardInterrupt"
+        raise
+    except Exception as err:  # one failing run must not stop the benchmark
+        status = "failed"
+        error = f"{type(err).__name__}: {err}\n" + "".join(traceback.format_exc(limit=8))
+        log.error("run %s failed: %s: %s", spec.id, type(err).__name__, err)
+    finally:
+        attempt.update(status=status, ended=_now(),
+                       wall_clock_s=round(time.perf_counter() - start, 1))
+        record.update(status=status, error=error,
+                      wall_clock_s=round(sum(a.get("wall_clock_s") or 0.0
+                                             for a in record["attempts"]), 1))
+        _write_record(run, record)
+        run["status"] = status
+    return record
+
+
+def _bench_command(protocol: Protocol, root: str | None, out_dir: Path, overrides: list[str],
+                   run_id: str) -> str:
+    parts = ["ferkit", "bench", str(protocol.path or protocol.name)]
+    parts += ["--root", str(root)] if root else []
+    parts += ["--out", str(out_dir)] + [x for o in overrides for x in ("--set", o)]
+    return shlex.join(parts + ["--only", run_id])
+
+
+def run_protocol(
+    protocol: Protocol | str | Path, root: str | None, out_dir: str | Path,
+    overrides: list[str] | None = None, only: str | None = None, dry_run: bool = False,
+    report_only: bool = False,
+) -> dict[str, Any]:
+    """Run every unfinished run of a protocol, then write the report.
+
+    Args:
+        protocol: a :class:`Protocol`, a protocol file, or a name in ``configs/bench``.
+        root: dataset root (``data.root`` of every run); None for datasets that need none.
+        out_dir: results folder (``runs/``, ``results.md``, ``results.json``, ``plots/``).
+        overrides: ``key=value`` config overrides applied to every run (after the protocol).
+        only: train only runs whose id (``<setting>/<label>/seed<k>``) contains this substring;
+            the report still covers every finished run.
+        dry_run: list the runs and their status; train and write nothing.
+        report_only: rebuild the report from finished runs; train nothing.
+
+    Returns:
+        ``{"protocol", "out_dir", "runs": [{"id", "status", "output_dir", "error"}], "trained",
+        "skipped", "failed", "report"}``.
+
+    Raises:
+        BenchError: a selected run folder holds a different config (nothing is trained).
+        ConfigError: the protocol or an override is invalid.
+    """
+    if not isinstance(protocol, Protocol):
+        protocol = load_protocol(find_protocol(protocol))
+    out_dir, overrides = Path(out_dir), list(overrides or [])
+    planned = plan_runs(protocol, out_dir, root, overrides)
+    selected = [r for r in planned if only is None or only in r["id"]]
+    if only is not None and not selected:
+        raise ConfigError(f"--only '{only}' matches no run of {protocol.name}; runs are: "
+                          + ", ".join(r["id"] for r in planned))
+    summary: dict[str, Any] = {"protocol": protocol.name, "out_dir": str(out_dir),
+                               "trained": [], "skipped": [], "failed": [], "report": None}
+    changed = [r for r in selected if r["status"] == "changed"]
+    if changed and not (dry_run or report_only):
+        details = "\n".join(f"  {r['dir']}:\n    " + "\n    ".join(r["changes"][:8])
+                            for r in changed)
+        raise BenchError(f"{len(changed)} run folder(s) in {out_dir} were trained with a "
+                         f"different config than {protocol.name} gives now; refusing to mix "
+                         f"results. Use a new --out folder, or delete these run folders:\n"
+                         f"{details}")
+    if not (dry_run or report_only):
+        todo = [r for r in selected if r["status"] != "finished"]
+        summary["skipped"] = [r["id"] for r in selected if r["status"] == "finished"]
+        for i, run in enumerate(todo, 1):
+            log.info("[%d/%d] %s (%s)", i, len(todo), run["id"], run["status"])
+            execute_run(run, _bench_command(protocol, root, out_dir, overrides, run["id"]))
+            summary["failed" if run["status"] == "failed" else "trained"].append(run["id"])
+            write_report(protocol, out_dir, planned)  # progress survives a kill of the benchmark
+    summary["runs"] = [{"id": r["id"], "status": r["status"], "output_dir": str(r["dir"]),
+                        "changes": r["changes"],
+                        "error": (r["record"] or {}).get("error") if r["status"] == "failed"
+                        else None} for r in planned]
+    if not dry_run:
+        summary["report"] = write_report(protocol, out_dir, planned)
+    return summary
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable lines for the CLI: each run with its status, then what was written."""
+    lines = [f"benchmark {summary['protocol']} -> {summary['out_dir']}"]
+    for run in summary["runs"]:
+        lines.append(f"  {run['status']:<11} {run['id']}")
+        lines += [f"{'':14}{c}" for c in run["changes"][:4]]
+        if run["error"]:
+            lines.append(f"{'':14}{run['error'].splitlines()[0]}")
+    counts = {s: sum(r["status"] == s for r in summary["runs"]) for s in
+              ("finished", "failed", "changed")}
+    lines.append(f"{len(summary['runs'])} runs: " + ", ".join(f"{n} {s}" for s, n in
+                                                              counts.items()))
+    if summary["trained"] or summary["skipped"]:
+        lines.append(f"trained {len(summary['trained'])}, skipped {len(summary['skipped'])} "
+                     f"finished, {len(summary['failed'])} failed")
+    if summary["report"]:
+        lines.append(f"report: {summary['report']['markdown']}")
+    return "\n".join(lines)
+
+
+__all__ = ["BenchError", "RUN_ONLY_KEYS", "config_changes", "execute_run",
+           "format_summary", "plan_runs", "run_protocol", "train_command"]
