@@ -62,7 +62,13 @@ def hardware() -> str:
         return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
     import os
 
-    return f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {model}, {os.cpu_count()} cores, no GPU"
 
 
 def provenance() -> dict[str, Any]:
