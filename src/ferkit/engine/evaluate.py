@@ -43,12 +43,6 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def use_channels_last(device: torch.device, setting: bool | None) -> bool:
-    """channels_last memory format: ``None`` = auto (on for CUDA; off on CPU, where it measured
-    slower for MobileNetV2 in fp32)."""
-    return device.type == "cuda" if setting is None else setting
-
-
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     if dtype is None:
         return contextlib.nullcontext()

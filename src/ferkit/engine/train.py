@@ -36,7 +36,6 @@ from ferkit.engine.evaluate import (
     autocast,
     evaluate,
     resolve_device,
-    use_channels_last,
 )
 from ferkit.engine.optim import build_optimizer, build_scheduler
 from ferkit.methods.base import Method, StepOutput
@@ -172,7 +171,7 @@ def fit(
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     dtype = amp_dtype(device, train_cfg.amp)
-    channels_last = use_channels_last(device, train_cfg.channels_last)
+    channels_last = train_cfg.channels_last
     method.to(device)
     if channels_last:
         method.to(memory_format=torch.channels_last)
