@@ -13,8 +13,10 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def _few_threads() -> None:
+def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thread per test process, and decode caches in a temporary folder, not ~/.cache."""
     torch.set_num_threads(1)
+    monkeypatch.setenv("FERKIT_CACHE", str(tmp_path_factory.getbasetemp() / "ferkit-cache"))
 
 
 def tiny_overrides(output_dir: Path, **extra: object) -> list[str]:
