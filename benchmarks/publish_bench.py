@@ -1,0 +1,60 @@
+"""Copy a benchmark's report and each run's small files (no checkpoints) into the repository, or
+restore them into a results folder so a later `ferkit bench` skips the runs already finished.
+
+    python benchmarks/publish_bench.py OUT_DIR docs/results/ferplus-cpu            # publish
+    python benchmarks/publish_bench.py OUT_DIR docs/results/ferplus-cpu --restore  # restore
+
+Published: OUT_DIR/results.md -> DEST.md, results.json, plots/*.png, and for every run
+results.json, bench_run.json, config.yaml, metrics.jsonl, metrics.csv, report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+RUN_FILES = ("results.json", "bench_run.json", "config.yaml", "metrics.jsonl", "metrics.csv",
+             "report.md")
+
+
+def copy_tree(src: Path, dest: Path, restore: bool) -> int:
+    copied = 0
+    for record in sorted(src.glob("runs/*/*/*/bench_run.json")):
+        run = record.parent
+        target = dest / run.relative_to(src)
+        if restore and (target / "last.safetensors").exists():
+            continue  # never overwrite a run that has its own checkpoint
+        target.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            if (run / name).is_file():
+                shutil.copy2(run / name, target / name)
+                copied += 1
+    return copied
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path, help="the folder given to ferkit bench --out")
+    parser.add_argument("dest", type=Path, help="e.g. docs/results/ferplus-cpu")
+    parser.add_argument("--restore", action="store_true", help="copy DEST back into OUT_DIR")
+    args = parser.parse_args()
+    if args.restore:
+        count = copy_tree(args.dest, args.out_dir, restore=True)
+        print(f"restored {count} files into {args.out_dir}")
+        return 0
+    args.dest.mkdir(parents=True, exist_ok=True)
+    report = (args.out_dir / "results.md").read_text()
+    # plots sit in DEST/plots, beside DEST.md: re-point the links
+    args.dest.with_suffix(".md").write_text(report.replace("](plots/", f"]({args.dest.name}/plots/"))
+    shutil.copy2(args.out_dir / "results.json", args.dest / "results.json")
+    for plot in (args.out_dir / "plots").glob("*.png"):
+        (args.dest / "plots").mkdir(exist_ok=True)
+        shutil.copy2(plot, args.dest / "plots" / plot.name)
+    count = copy_tree(args.out_dir, args.dest, restore=False)
+    print(f"published {args.dest.with_suffix('.md')} and {count} run files under {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
