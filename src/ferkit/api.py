@@ -155,6 +155,8 @@ def train(cfg: RunConfig) -> FitResult:
         torch.set_num_threads(cfg.train.num_threads)
     device = resolve_device(cfg.train.device)
     dist = init_distributed(device)
+    if not dist.is_main:  # one process reports
+        logging.getLogger("ferkit").setLevel(logging.WARNING)
     output_dir = Path(cfg.output_dir)
     splits = build_splits(cfg.data)
     if dist.is_main:

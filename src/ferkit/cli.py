@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
+from ferkit import __version__
 from ferkit.config import ConfigError
 from ferkit.data.base import DatasetError
 from ferkit.engine.checkpoint import CheckpointError, atomic_write_text
@@ -26,6 +28,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
     result = train(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        return 0
     best, last = result.best, result.last
     print(f"finished {len(result.history)} epochs; outputs in {cfg.output_dir}")
     for label, record in (("last epoch", last), ("val-selected", best)):
@@ -103,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition "
                                      "on imbalanced data.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one run (defaults: built-in synthetic faces)")
