@@ -1,7 +1,8 @@
 """Copy a benchmark's report and each run's small files (no checkpoints) into the repository, or
 restore them into a results folder so a later `ferkit bench` skips the runs already finished.
 
-    python benchmarks/publish_bench.py OUT_DIR docs/results/ferplus-cpu            # publish
+    python benchmarks/publish_bench.py OUT_DIR docs/results/ferplus-cpu \
+        --preface docs/results/ferplus-cpu.preface.md                               # publish
     python benchmarks/publish_bench.py OUT_DIR docs/results/ferplus-cpu --restore  # restore
 
 Published: OUT_DIR/results.md -> DEST.md, results.json, plots/*.png, and for every run
@@ -38,6 +39,8 @@ def main() -> int:
     parser.add_argument("out_dir", type=Path, help="the folder given to ferkit bench --out")
     parser.add_argument("dest", type=Path, help="e.g. docs/results/ferplus-cpu")
     parser.add_argument("--restore", action="store_true", help="copy DEST back into OUT_DIR")
+    parser.add_argument("--preface", type=Path,
+                        help="markdown put before the generated report (status, discussion)")
     args = parser.parse_args()
     if args.restore:
         count = copy_tree(args.dest, args.out_dir, restore=True)
@@ -46,7 +49,10 @@ def main() -> int:
     args.dest.mkdir(parents=True, exist_ok=True)
     report = (args.out_dir / "results.md").read_text()
     # plots sit in DEST/plots, beside DEST.md: re-point the links
-    args.dest.with_suffix(".md").write_text(report.replace("](plots/", f"]({args.dest.name}/plots/"))
+    report = report.replace("](plots/", f"]({args.dest.name}/plots/")
+    if args.preface:
+        report = args.preface.read_text().rstrip() + "\n\n" + report
+    args.dest.with_suffix(".md").write_text(report)
     shutil.copy2(args.out_dir / "results.json", args.dest / "results.json")
     for plot in (args.out_dir / "plots").glob("*.png"):
         (args.dest / "plots").mkdir(exist_ok=True)

@@ -277,13 +277,15 @@ def run_protocol(
             log.info("[%d/%d] %s (%s)", i, len(todo), run["id"], run["status"])
             execute_run(run, _bench_command(protocol, root, out_dir, overrides, run["id"]))
             summary["failed" if run["status"] == "failed" else "trained"].append(run["id"])
-            write_report(protocol, out_dir, planned)  # progress survives a kill of the benchmark
+            # Re-read every run's state: other `ferkit bench` processes may have finished runs.
+            write_report(protocol, out_dir, plan_runs(protocol, out_dir, root, overrides))
     summary["runs"] = [{"id": r["id"], "status": r["status"], "output_dir": str(r["dir"]),
                         "changes": r["changes"],
                         "error": (r["record"] or {}).get("error") if r["status"] == "failed"
                         else None} for r in planned]
     if not dry_run:
-        summary["report"] = write_report(protocol, out_dir, planned)
+        summary["report"] = write_report(protocol, out_dir,
+                                         plan_runs(protocol, out_dir, root, overrides))
     return summary
 
 
