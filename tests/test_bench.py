@@ -13,6 +13,7 @@ import yaml
 
 from ferkit import api
 from ferkit.bench import ProtocolError, find_protocol, load_protocol, run_protocol, train_command
+from ferkit.bench.protocol import parse_protocol
 from ferkit.bench.runner import BenchError
 from ferkit.cli import main
 from ferkit.config import ConfigError, RunConfig, load_config, to_dict
@@ -96,7 +97,32 @@ def test_find_protocol_by_name_and_path(tmp_path: Path) -> None:
         find_protocol("ferplus-cpv")
 
 
-@pytest.mark.parametrize("name", ["ferplus-cpu", "ferplus-paper", "rafdb-paper"])
+def test_extends_inherits_recipe_and_refuses_cycles(tmp_path: Path) -> None:
+    write_protocol(tmp_path)  # tiny.yaml: the parent
+    child = tmp_path / "study.yaml"
+    child.write_text(yaml.safe_dump({
+        "extends": "tiny", "base": {"train": {"epochs": 3}},
+        "method_overrides": {"cb": {"data.augment.erasing": 0.5}},
+        "settings": [{"imbalance_factor": 4, "seeds": [0],
+                      "methods": [{"name": "cb", "overrides": {"optim.lr": 0.01}}]}]}))
+    protocol = load_protocol(child)
+    assert protocol.name == "study" and [r.id for r in protocol.runs()] == ["if4/cb/seed0"]
+    cfg = protocol.resolve(protocol.runs()[0], tmp_path / "x")
+    assert cfg.data.dataset == "synthetic" and cfg.model.backbone == "tiny_cnn"  # inherited
+    assert cfg.train.epochs == 3 and cfg.train.num_threads == 1  # merged key by key
+    assert cfg.data.augment.flip == 0.0 and cfg.data.augment.erasing == 0.5  # both layers
+    assert cfg.optim.lr == 0.01
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({"extends": "b", "settings": []}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"extends": "a.yaml", "settings": []}))
+    with pytest.raises(ProtocolError, match="makes a cycle"):
+        load_protocol(tmp_path / "a.yaml")
+    with pytest.raises(ProtocolError, match="extends: is resolved only"):
+        parse_protocol({"extends": "tiny", "base": TINY_BASE,
+                        "settings": [{"imbalance_factor": 4, "seeds": [0], "methods": ["ce"]}]})
+
+
+@pytest.mark.parametrize("name", ["ferplus-cpu", "ferplus-cpu-mek", "ferplus-paper",
+                                  "rafdb-paper"])
 def test_shipped_protocols_are_valid(name: str) -> None:
     protocol = load_protocol(find_protocol(name))
     run = protocol.runs()[0]

@@ -4,6 +4,7 @@ Schema (every key is checked when the file is loaded; errors name the file and t
 
     name: ferplus-cpu                 # optional; defaults to the file's stem
     description: one paragraph        # optional
+    extends: ferplus-cpu              # optional; inherit that protocol's base and method_overrides
     base:                             # RunConfig overrides shared by every run (like a recipe)
       data: {dataset: ferplus, image_size: 112}
       train: {epochs: 8}
@@ -20,6 +21,10 @@ Schema (every key is checked when the file is loaded; errors name the file and t
 Override mappings (``base``, ``method_overrides``, a method's ``overrides``) accept nested
 mappings, dotted keys (``data.augment.flip: 0.0``) or both. The harness owns ``method``, ``seed``,
 ``output_dir``, ``data.imbalance_factor`` and ``data.root``; setting them there is an error.
+
+``extends`` names another protocol (a file next to this one, or a known name): its ``base`` and
+``method_overrides`` come first and this file's are merged over them (settings are never
+inherited), so a study shares one definition of its training recipe with the protocol it extends.
 
 A run's config resolves as: dataclass defaults -> ``base`` -> ``method_overrides[name]`` -> the
 method entry's ``overrides`` -> the setting (imbalance factor), the method (name, params), the seed
@@ -39,7 +44,7 @@ from ferkit.config import ConfigError, RunConfig, config_from_dict, parse_overri
 from ferkit.methods import METHODS, check_method_params
 from ferkit.registry import suggest
 
-TOP_KEYS = ("name", "description", "base", "method_overrides", "settings")
+TOP_KEYS = ("name", "description", "extends", "base", "method_overrides", "settings")
 SETTING_KEYS = ("name", "imbalance_factor", "methods", "seeds")
 METHOD_KEYS = ("name", "label", "params", "overrides")
 OWNED_KEYS = ("method", "seed", "output_dir", "data.imbalance_factor", "data.root")
@@ -257,8 +262,12 @@ class _Checker:
         return Setting(name, float(factor) if factor else None, tuple(valid), tuple(seeds))
 
 
-def parse_protocol(data: Any, path: Path | None = None) -> Protocol:
+def parse_protocol(data: Any, path: Path | None = None, parent: Protocol | None = None
+                   ) -> Protocol:
     """Validate a protocol mapping (as loaded from YAML) into a :class:`Protocol`.
+
+    ``parent`` is the protocol named by ``extends`` (resolved by :func:`load_protocol`): its
+    ``base`` and ``method_overrides`` lie under this mapping's.
 
     Raises:
         ProtocolError: listing every problem, each with its key (``settings[1].methods[0].name``).
@@ -269,7 +278,12 @@ def parse_protocol(data: Any, path: Path | None = None) -> Protocol:
                             f"level with keys {', '.join(TOP_KEYS)}")
     check = _Checker(path)
     check.keys("", data, TOP_KEYS)
+    if "extends" in data and parent is None:
+        check.error("extends", "is resolved only when the protocol is read from a file "
+                    "(load_protocol)")
     base = check.overrides("base", data.get("base"))
+    if parent is not None:
+        base = deep_merge(parent.base, base)
     extra = data.get("method_overrides") or {}
     method_overrides: dict[str, dict[str, Any]] = {}
     if not isinstance(extra, dict):
@@ -282,6 +296,9 @@ def parse_protocol(data: Any, path: Path | None = None) -> Protocol:
                         f"{suggest(str(name), METHODS.names())} Available: "
                         f"{', '.join(METHODS.names())}")
         method_overrides[name] = check.overrides(f"method_overrides.{name}", values)
+    if parent is not None:
+        for name, values in parent.method_overrides.items():
+            method_overrides[name] = deep_merge(values, method_overrides.get(name, {}))
     settings_in = data.get("settings")
     if not isinstance(settings_in, list) or not settings_in:
         check.error("settings", "expected a non-empty list of settings")
@@ -306,11 +323,12 @@ def parse_protocol(data: Any, path: Path | None = None) -> Protocol:
     return protocol
 
 
-def load_protocol(path: str | Path) -> Protocol:
-    """Read and validate a protocol YAML file.
+def load_protocol(path: str | Path, _chain: tuple[Path, ...] = ()) -> Protocol:
+    """Read and validate a protocol YAML file (and the protocol it ``extends``, if any).
 
     Raises:
-        ProtocolError: the file is missing, not YAML, or invalid (every problem listed).
+        ProtocolError: the file is missing, not YAML, or invalid (every problem listed), or its
+            ``extends`` chain is missing or circular.
     """
     path = Path(path)
     if not path.is_file():
@@ -319,7 +337,17 @@ def load_protocol(path: str | Path) -> Protocol:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ProtocolError(f"benchmark protocol {path}: not valid YAML: {err}") from err
-    return parse_protocol(data, path)
+    parent = None
+    if isinstance(data, dict) and data.get("extends") is not None:
+        name = str(data["extends"])
+        sibling = path.parent / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+        parent_path = sibling if sibling.is_file() else find_protocol(name)
+        chain = (*_chain, path.resolve())
+        if parent_path.resolve() in chain:
+            raise ProtocolError(f"benchmark protocol {path}: extends '{name}' ({parent_path}) "
+                                "makes a cycle: " + " -> ".join(str(p) for p in chain))
+        parent = load_protocol(parent_path, chain)
+    return parse_protocol(data, path, parent)
 
 
 def bench_dirs() -> list[Path]:
