@@ -26,20 +26,11 @@ from typing import Any
 
 import torch
 
+from ferkit.api import hardware, provenance
 from ferkit.methods import Method, create_method
 from ferkit.models.classifier import build_classifier
 
 COUNTS = [1290, 281, 717, 4772, 1982, 705, 2524]  # RAF-DB train counts (weights only)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_step(method: Method, batch: dict[str, torch.Tensor], amp: bool) -> Any:
@@ -119,9 +110,8 @@ def write_report(path: Path, args: argparse.Namespace, median: dict[str, float],
 
 `{command}`
 
-- date: {datetime.date.today().isoformat()}
-- hardware: {cpu_model()}, {os.cpu_count()} logical cores visible, torch threads
-  {torch.get_num_threads()} (shared machine)
+- date: {datetime.date.today().isoformat()}, commit {provenance()["git_commit"]}
+- hardware: {hardware()}, torch threads {torch.get_num_threads()}
 - torch {torch.__version__}, Python {platform.python_version()}
 - backbone {args.backbone}, input {args.size}x{args.size}, N = {args.n} (MEK forwards
   cat(x, flip x) = {2 * args.n} images; CE gets the same {2 * args.n}), MEK preset {args.preset},
