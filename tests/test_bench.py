@@ -147,13 +147,23 @@ def test_report_tables_and_provenance(bench: tuple[Path, Path, dict]) -> None:
                   "Test, val-selected checkpoint"):
         assert title in md
     rows = [line for line in md.splitlines() if line.startswith(("| ce |", "| cb-soft |",
-                                                                   "| cb |"))]
-    assert len(rows) == 4 * 4  # 4 tables per setting x (2 + 2) method rows
+                                                                   "| cb |")) and " ± " in line]
+    assert len(rows) == 4 * 4  # 4 metric tables per setting x (2 + 2) method rows
     assert all(" ± " in row and row.split("|")[2].strip() == "2" for row in rows)
     data = json.loads((out / "results.json").read_text())
     assert [s["name"] for s in data["settings"]] == ["if4", "full"]
     row = data["settings"][0]["methods"][0]
     assert row["label"] == "ce" and row["n"] == 2 and row["val"]["selected"]["accuracy"]["std"] >= 0
+    curve = row["curve"]  # per-epoch val accuracy and last-epoch train terms, mean over seeds
+    histories = [json.loads((out / "runs" / "if4" / "ce" / f"seed{k}" / "metrics.jsonl")
+                            .read_text().splitlines()[0]) for k in (0, 1)]
+    assert curve["n"] == 2 and len(curve["val_accuracy"]) == 1
+    assert curve["val_accuracy"][0] == pytest.approx(
+        sum(h["val"]["accuracy"] for h in histories) / 2)
+    assert curve["train_last"]["loss"] == pytest.approx(
+        sum(h["train"]["loss"] for h in histories) / 2)
+    cell = f"{100 * curve['val_mean_class_accuracy'][0]:.2f} / {100 * curve['val_accuracy'][0]:.2f}"
+    assert f"| ce | 2 | {cell} | " in md and "### Validation by epoch" in md
     assert len(data["runs"]) == 8
     for run in data["runs"]:
         assert run["status"] == "finished"

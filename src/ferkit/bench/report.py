@@ -3,8 +3,10 @@
 Per setting and method: overall / mean class / macro-F1 / per-class accuracy on validation at the
 last epoch and at the val-selected epoch, and the same on test (last checkpoint and val-selected
 checkpoint; test never selects anything), as mean ± sample std over the finished seeds, with the
-number of seeds. Then a provenance table per run (commit, seed, hardware, epochs, times, date) and
-the ``ferkit train`` command of each run. All files are written atomically (tmp + os.replace).
+number of seeds; then validation mean class / overall accuracy by epoch and the training loss
+terms of the last epoch (from each run's ``metrics.jsonl``, mean over seeds). Then a provenance
+table per run (commit, seed, hardware, epochs, times, date) and the ``ferkit train`` command of
+each run. All files are written atomically (tmp + os.replace).
 """
 
 from __future__ import annotations
@@ -69,8 +71,55 @@ def _method_rows(setting: Setting, runs: list[dict[str, Any]]) -> list[dict[str,
             reports = [r["results"].get(split, {}).get(ckpt) for r in done]
             reports = [x for x in reports if x]
             row.setdefault(split, {})[ckpt] = aggregate(reports) if reports else None
+        row["curve"] = _curve(done)
         rows.append(row)
     return rows
+
+
+def _curve(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean over runs of the per-epoch val accuracies and of the last epoch's training terms."""
+    histories = []
+    for run in runs:
+        path = run["dir"] / "metrics.jsonl"
+        if path.is_file():
+            lines = path.read_text().splitlines()
+            histories.append([json.loads(line) for line in lines if line.strip()])
+    histories = [h for h in histories if h]
+    if not histories:
+        return None
+    epochs = max(len(h) for h in histories)
+
+    def at(key: str, epoch: int) -> float | None:
+        return mean_std([h[epoch]["val"][key] for h in histories
+                         if len(h) > epoch and h[epoch].get("val")])["mean"]
+
+    terms = sorted({k for h in histories for k in h[-1].get("train", {})})
+    return {"n": len(histories),
+            "val_mean_class_accuracy": [at("mean_class_accuracy", e) for e in range(epochs)],
+            "val_accuracy": [at("accuracy", e) for e in range(epochs)],
+            "train_last": {k: mean_std([h[-1]["train"].get(k) for h in histories])["mean"]
+                           for k in terms}}
+
+
+def _curve_table(rows: list[dict[str, Any]]) -> list[str]:
+    present = [r for r in rows if r.get("curve")]
+    if not present:
+        return []
+    epochs = max(len(r["curve"]["val_accuracy"]) for r in present)
+    lines = ["### Validation by epoch (mean class / overall) and last-epoch training terms", "",
+             "| method | seeds | " + " | ".join(f"epoch {e + 1}" for e in range(epochs))
+             + " | train terms, last epoch |", "|---" * (epochs + 3) + "|"]
+    for row in present:
+        curve = row["curve"]
+        cells = [row["label"], str(curve["n"])]
+        for e in range(epochs):
+            pair = [v[e] if e < len(v) else None for v in (curve["val_mean_class_accuracy"],
+                                                          curve["val_accuracy"])]
+            cells.append("" if None in pair else f"{100 * pair[0]:.2f} / {100 * pair[1]:.2f}")
+        cells.append(", ".join(f"{k} {v:.4g}" for k, v in curve["train_last"].items()
+                               if v is not None))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _table(rows: list[dict[str, Any]], split: str, ckpt: str, title: str) -> list[str]:
@@ -210,6 +259,7 @@ def write_report(protocol: Protocol, out_dir: Path, runs: list[dict[str, Any]]) 
             md += ["No finished run yet.", ""]
         for split, ckpt, title in TABLES:
             md += _table(rows, split, ckpt, title)
+        md += _curve_table(rows)
         png = out_dir / "plots" / f"{setting.name}.png"
         why_not = _plot(setting, rows, png)
         if why_not is None:
