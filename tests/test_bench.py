@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shlex
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import yaml
 from ferkit import api
 from ferkit.bench import ProtocolError, find_protocol, load_protocol, run_protocol, train_command
 from ferkit.bench.protocol import parse_protocol
-from ferkit.bench.runner import BenchError
+from ferkit.bench.runner import BenchError, acquire_lock, lock_holder, release_lock
 from ferkit.cli import main
 from ferkit.config import ConfigError, RunConfig, load_config, to_dict
 
@@ -237,6 +240,39 @@ def test_failing_run_is_reported_and_others_continue(tmp_path: Path,
     assert run["status"] == "failed" and run["error"].startswith("RuntimeError: boom")
     md = (tmp_path / "out" / "results.md").read_text()
     assert "## Failed runs" in md and "RuntimeError: boom" in md
+
+
+def test_run_lock_skips_live_holder_and_takes_over_stale(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_protocol(tmp_path, settings=[{"imbalance_factor": None, "methods": ["ce", "cb"],
+                                               "seeds": [0]}])
+    out = tmp_path / "out"
+    held = out / "runs" / "full" / "ce" / "seed0"
+    held.mkdir(parents=True)
+    trained = []
+
+    def train(cfg: RunConfig) -> None:
+        assert lock_holder(Path(cfg.output_dir))["pid"] == os.getpid()  # trains under its lock
+        trained.append(cfg.method.name)
+
+    monkeypatch.setattr(api, "train", train)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # another live process of this host holds full/ce/seed0
+        (held / ".lock").write_text(json.dumps({"pid": other.pid, "host": socket.gethostname()}))
+        summary = run_protocol(path, None, out)
+        assert trained == ["cb"] and summary["busy"] == ["full/ce/seed0"]
+        assert next(r for r in summary["runs"] if r["id"] == "full/ce/seed0")["status"] == "running"
+        assert not (out / "runs" / "full" / "cb" / "seed0" / ".lock").exists()  # released
+    finally:
+        other.kill()
+        other.wait()
+    trained.clear()  # its holder is gone: the lock is stale and taken over
+    assert run_protocol(path, None, out, only="full/ce")["trained"] == ["full/ce/seed0"]
+    assert trained == ["ce"] and not (held / ".lock").exists()
+    assert acquire_lock(tmp_path / "x") is None  # a second acquire, even by the same process,
+    assert acquire_lock(tmp_path / "x")["pid"] == os.getpid()  # sees the live holder
+    release_lock(tmp_path / "x")
+    assert not (tmp_path / "x" / ".lock").exists()
 
 
 def test_cli_dry_run_lists_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

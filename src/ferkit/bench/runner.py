@@ -16,6 +16,12 @@ Resume rules (decided here, stated in the report):
   (or delete that run folder) to run the changed protocol.
 - A failing run is recorded (error and traceback in ``bench_run.json`` and the report) and the
   other runs go on; a re-run retries it.
+- Several ``ferkit bench`` processes may share one results folder (e.g. one per core or per
+  machine, with or without ``--only``): a process trains a run only while it holds the run's
+  lock file ``.lock`` (created exclusively, holding pid and host) and skips runs that another live
+  process holds or has finished meanwhile. A lock left by a killed process on this host is
+  stale and taken over; one from another host stays until that host's process removes it (or
+  you delete it).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shlex
+import socket
 import time
 import traceback
 from datetime import datetime, timezone
@@ -40,6 +48,7 @@ from ferkit.engine.checkpoint import atomic_write_text
 log = logging.getLogger(__name__)
 
 RECORD = "bench_run.json"
+LOCK = ".lock"
 # Keys that say where or how visibly a run executes, not what it computes.
 RUN_ONLY_KEYS = ("output_dir", "data.root", "data.cache_dir", "train.progress",
                  "train.tensorboard", "train.num_threads")
@@ -120,13 +129,69 @@ def _stored_config(run_dir: Path, record: dict[str, Any] | None) -> dict[str, An
     return {k: v for k, v in stored.items() if k != "provenance"} if stored else None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def lock_holder(run_dir: Path) -> dict[str, Any] | None:
+    """Who holds ``run_dir``'s lock (``{"pid", "host", "started"}``), or None if nobody live does.
+
+    A lock written by a process of this host that no longer exists is stale (None). An unreadable
+    lock counts as held (``{"path": ...}``), so two processes never train one run together.
+    """
+    path = run_dir / LOCK
+    if not path.exists():
+        return None
+    holder = _read_json(path)
+    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
+        return {"path": str(path)}
+    if holder.get("host") == socket.gethostname() and not _pid_alive(holder["pid"]):
+        return None
+    return holder
+
+
+def acquire_lock(run_dir: Path) -> dict[str, Any] | None:
+    """Take ``run_dir``'s lock for this process; returns None on success, else the live holder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = lock_holder(run_dir)
+            if holder is not None:
+                return holder
+            path.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(mine) + "\n")
+        return None
+    return lock_holder(run_dir) or {"path": str(path)}
+
+
+def release_lock(run_dir: Path) -> None:
+    """Remove ``run_dir``'s lock if this process holds it."""
+    holder = _read_json(run_dir / LOCK)
+    if isinstance(holder, dict) and holder.get("pid") == os.getpid() \
+            and holder.get("host") == socket.gethostname():
+        (run_dir / LOCK).unlink(missing_ok=True)
+
+
 def plan_runs(protocol: Protocol, out_dir: Path, root: str | None = None,
               overrides: list[str] | None = None) -> list[dict[str, Any]]:
     """Every run of ``protocol`` with its config, folder and status on disk.
 
-    Status is one of ``finished``, ``partial`` (a checkpoint to resume from), ``failed`` (the last
-    attempt raised), ``interrupted`` (Ctrl-C), ``started`` (no checkpoint yet: running elsewhere
-    or killed early), ``pending`` or ``changed`` (stored config differs; see ``changes``).
+    Status is one of ``finished``, ``running`` (another live process holds its lock),
+    ``partial`` (a checkpoint to resume from), ``failed`` (the last attempt raised),
+    ``interrupted`` (Ctrl-C), ``started`` (no checkpoint yet: killed early, or running in a
+    process without a lock), ``pending`` or ``changed`` (stored config differs; see ``changes``).
     """
     from ferkit.api import check_config  # registries: dataset, backbone, method parameters
 
@@ -145,6 +210,8 @@ def plan_runs(protocol: Protocol, out_dir: Path, root: str | None = None,
             status = "changed"
         elif (run_dir / "results.json").is_file():
             status = "finished"
+        elif lock_holder(run_dir) is not None:
+            status = "running"
         elif record and record.get("status") in ("failed", "interrupted"):
             status = record["status"]
         elif (run_dir / "last.safetensors").is_file():
@@ -246,7 +313,7 @@ def run_protocol(
 
     Returns:
         ``{"protocol", "out_dir", "runs": [{"id", "status", "output_dir", "error"}], "trained",
-        "skipped", "failed", "report"}``.
+        "skipped", "busy" (held by another process), "failed", "report"}``.
 
     Raises:
         BenchError: a selected run folder holds a different config (nothing is trained).
@@ -261,7 +328,8 @@ def run_protocol(
         raise ConfigError(f"--only '{only}' matches no run of {protocol.name}; runs are: "
                           + ", ".join(r["id"] for r in planned))
     summary: dict[str, Any] = {"protocol": protocol.name, "out_dir": str(out_dir),
-                               "trained": [], "skipped": [], "failed": [], "report": None}
+                               "trained": [], "skipped": [], "busy": [], "failed": [],
+                               "report": None}
     changed = [r for r in selected if r["status"] == "changed"]
     if changed and not (dry_run or report_only):
         details = "\n".join(f"  {r['dir']}:\n    " + "\n    ".join(r["changes"][:8])
@@ -271,11 +339,25 @@ def run_protocol(
                          f"results. Use a new --out folder, or delete these run folders:\n"
                          f"{details}")
     if not (dry_run or report_only):
-        todo = [r for r in selected if r["status"] != "finished"]
+        todo = [r for r in selected if r["status"] not in ("finished", "running")]
         summary["skipped"] = [r["id"] for r in selected if r["status"] == "finished"]
+        summary["busy"] = [r["id"] for r in selected if r["status"] == "running"]
         for i, run in enumerate(todo, 1):
-            log.info("[%d/%d] %s (%s)", i, len(todo), run["id"], run["status"])
-            execute_run(run, _bench_command(protocol, root, out_dir, overrides, run["id"]))
+            holder = acquire_lock(run["dir"])
+            if holder is not None:
+                log.info("[%d/%d] %s: skipped, being trained by %s (lock %s)", i, len(todo),
+                         run["id"], holder, run["dir"] / LOCK)
+                summary["busy"].append(run["id"])
+                continue
+            try:
+                if (run["dir"] / "results.json").is_file():  # finished by another process
+                    summary["skipped"].append(run["id"])
+                    continue
+                run["record"] = _read_json(run["dir"] / RECORD)  # as the last holder left it
+                log.info("[%d/%d] %s (%s)", i, len(todo), run["id"], run["status"])
+                execute_run(run, _bench_command(protocol, root, out_dir, overrides, run["id"]))
+            finally:
+                release_lock(run["dir"])
             summary["failed" if run["status"] == "failed" else "trained"].append(run["id"])
             # Re-read every run's state: other `ferkit bench` processes may have finished runs.
             write_report(protocol, out_dir, plan_runs(protocol, out_dir, root, overrides))
@@ -303,11 +385,14 @@ def format_summary(summary: dict[str, Any]) -> str:
                                                               counts.items()))
     if summary["trained"] or summary["skipped"]:
         lines.append(f"trained {len(summary['trained'])}, skipped {len(summary['skipped'])} "
-                     f"finished, {len(summary['failed'])} failed")
+                     f"finished, {len(summary['failed'])} failed"
+                     + (f", {len(summary['busy'])} held by another process"
+                        if summary.get("busy") else ""))
     if summary["report"]:
         lines.append(f"report: {summary['report']['markdown']}")
     return "\n".join(lines)
 
 
-__all__ = ["BenchError", "RUN_ONLY_KEYS", "config_changes", "execute_run",
-           "format_summary", "plan_runs", "run_protocol", "train_command"]
+__all__ = ["BenchError", "RUN_ONLY_KEYS", "acquire_lock", "config_changes", "execute_run",
+           "format_summary", "lock_holder", "plan_runs", "release_lock", "run_protocol",
+           "train_command"]
