@@ -149,13 +149,15 @@ def test_consistency_gradients(detach_head: bool) -> None:
 
 
 @pytest.mark.parametrize("preset", ["paper", "official"])
-def test_one_forward_of_2b_and_finite_step(preset: str) -> None:
-    method = _mek(preset=preset)
+@pytest.mark.parametrize("forward_mode, expected_calls", [("separate", [4, 4]), ("joint", [8])])
+def test_forward_calls_and_finite_step(preset: str, forward_mode: str,
+                                       expected_calls: list[int]) -> None:
+    method = _mek(preset=preset, forward_mode=forward_mode)
     calls: list[int] = []
     method.model.backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
     images = _batch()["image"].contiguous(memory_format=torch.channels_last)
     out = method({**_batch(), "image": images})
-    assert calls == [8]
+    assert calls == expected_calls
     assert out.logits.shape == (4, 7)
     assert set(out.logs) == {"l_cls", "l_cons"}
     assert torch.isfinite(out.loss) and out.loss.dtype == torch.float32

@@ -106,7 +106,8 @@ def build_splits(cfg: DataConfig) -> Splits:
         train = train.subset(train_idx, f"{train.name} minus hold-out")
         val_source = f"seeded hold-out of train ({cfg.val_fraction:g}, seed {cfg.val_seed})"
     if cfg.imbalance_factor:
-        train = imbalanced_subset(train, cfg.imbalance_factor, cfg.imbalance_seed)
+        train = imbalanced_subset(train, cfg.imbalance_factor, cfg.imbalance_seed,
+                                  cfg.imbalance_max)
     try:
         test: FERDataset | None = make("test")
     except (SplitNotAvailable, DatasetError) as err:

@@ -38,6 +38,8 @@ class DataConfig:
         image_size: side of the square network input.
         imbalance_factor: keep an exponential-profile subset of train with n_max / n_min = IF.
         imbalance_seed: seed of that subset.
+        imbalance_max: cap on the largest class of that subset before the profile is applied
+            (None = its full count); e.g. 4772 gives FERPlus the RAF-DB IF100 subset's sizes.
         val_fraction: hold-out fraction of train when the dataset has no official validation split.
         val_seed: seed of that hold-out.
         batch_size: training batch size per process.
@@ -55,6 +57,7 @@ class DataConfig:
     image_size: int = 112
     imbalance_factor: float | None = None
     imbalance_seed: int = 0
+    imbalance_max: int | None = None
     val_fraction: float = 0.1
     val_seed: int = 0
     batch_size: int = 64
@@ -168,6 +171,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "data.label_mode": ("majority", "soft"),
     "data.num_classes": (7, 8),
     "data.augment.crop": ("resized", "pad", "none"),
+    "data.augment.erasing_fill": ("zero", "mean", "random"),
     "optim.name": ("adam", "adamw", "sgd"),
     "optim.scheduler": ("exponential", "cosine", "none"),
     "train.amp": ("auto", "bf16", "fp16", "none"),

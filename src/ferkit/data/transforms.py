@@ -27,6 +27,11 @@ class AugmentConfig:
         flip: probability of a horizontal flip.
         erasing: probability of random erasing (one box per image).
         erasing_scale: area range of the erased box.
+        erasing_fill: what erased pixels become: "zero" (0 before normalisation: torchvision
+            RandomErasing's default value on a [0, 1] image), "mean" (the normalisation mean, i.e.
+            0 after Normalize: EAC's code erases after Normalize) or "random" (per-pixel
+            ``mean + std * N(0, 1)``, i.e. standard normal after Normalize: torchvision's
+            ``value="random"``, as the official MEK code).
         noise: probability of additive Gaussian noise.
         noise_std: its standard deviation (on the [0, 1] scale).
         brightness, contrast: jitter strength (0 = off); factors drawn from [1 - s, 1 + s].
@@ -39,6 +44,7 @@ class AugmentConfig:
     flip: float = 0.5
     erasing: float = 0.25
     erasing_scale: tuple[float, float] = (0.02, 0.25)
+    erasing_fill: str = "zero"
     noise: float = 0.0
     noise_std: float = 0.05
     brightness: float = 0.0
@@ -92,7 +98,11 @@ def _affine(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
                          align_corners=False)
 
 
-def _erase(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+ERASING_FILLS = ("zero", "mean", "random")
+
+
+def _erase(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
+           mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     b, _, h, w = images.shape
     apply = torch.rand(b, generator=generator) < cfg.erasing
     area = _uniform(b, *cfg.erasing_scale, generator) * h * w
@@ -105,14 +115,30 @@ def _erase(images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator)
     xs = torch.arange(w).view(1, 1, w)
     box = ((ys >= y0.view(b, 1, 1)) & (ys < (y0 + eh).view(b, 1, 1))
            & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + ew).view(b, 1, 1)) & apply.view(b, 1, 1))
-    # Erased pixels become 0 (torchvision RandomErasing's default value) on the [0, 1] scale.
-    return images.masked_fill(box.unsqueeze(1).to(images.device), 0.0)
+    box = box.unsqueeze(1).to(images.device)  # [B, 1, H, W]
+    if cfg.erasing_fill == "zero":
+        return images.masked_fill(box, 0.0)
+    m = torch.tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)
+    if cfg.erasing_fill == "mean":
+        fill = m.expand_as(images)
+    elif cfg.erasing_fill == "random":
+        s = torch.tensor(std, dtype=images.dtype).view(1, -1, 1, 1)
+        fill = m + s * torch.randn(images.shape, generator=generator, dtype=images.dtype)
+    else:
+        raise ValueError(f"unknown erasing_fill '{cfg.erasing_fill}'; use one of "
+                         f"{', '.join(ERASING_FILLS)}")
+    return torch.where(box, fill.to(images.device), images)
 
 
 def augment_batch(
-    images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
+    images: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator,
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5), std: tuple[float, ...] = (0.5, 0.5, 0.5),
 ) -> torch.Tensor:
-    """Apply the training augmentation to float images ``[B, 3, H, W]`` in [0, 1]."""
+    """Apply the training augmentation to float images ``[B, 3, H, W]`` in [0, 1].
+
+    ``mean`` / ``std`` are the normalisation that follows (used by the "mean" and "random"
+    erasing fills only).
+    """
     b = images.shape[0]
     images = _affine(images, cfg, generator)
     if cfg.brightness > 0 or cfg.contrast > 0:
@@ -126,5 +152,5 @@ def augment_batch(
         noise = torch.randn(images.shape, generator=generator) * cfg.noise_std
         images = (images + (noise * apply).to(images.device)).clamp(0, 1)
     if cfg.erasing > 0:
-        images = _erase(images, cfg, generator)
+        images = _erase(images, cfg, generator, mean, std)
     return images

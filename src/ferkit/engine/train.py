@@ -77,7 +77,7 @@ def prepare_batch(
         elif key == "image":
             images = to_float(value.to(device, non_blocking=True))
             if augment is not None:
-                images = augment_batch(images, augment, generator)
+                images = augment_batch(images, augment, generator, mean, std)
             images = normalize(images, mean, std)
             out[key] = images.contiguous(memory_format=torch.channels_last) if channels_last \
                 else images
@@ -221,6 +221,9 @@ def fit(
             out = train_step(model, batch, optimizer, scaler, device, dtype, train_cfg.grad_clip)
             scheduler.step()
             logs = {"loss": out.loss.detach(), **out.logs}
+            if out.logits is not None and out.logits.shape[0] == batch["label"].shape[0]:
+                # accuracy on the augmented training batch: how close training is to its ceiling
+                logs["accuracy"] = (out.logits.detach().argmax(1) == batch["label"]).float().mean()
             for key, value in logs.items():
                 sums[key] = sums.get(key, 0.0) + value.detach().float()
             seen += batch["label"].shape[0]

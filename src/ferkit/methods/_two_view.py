@@ -1,10 +1,17 @@
-"""The two-view step shared by EAC and MEK: view -> one 2B forward -> CAMs -> aligned maps.
+"""The two-view step shared by EAC and MEK: view -> forward(s) -> CAMs -> aligned maps.
 
 One definition of "run an image batch and its transformed view through the network and put the
 view's class activation maps back onto the grid of the original's", so EAC and MEK differ only in
-their losses. The view is built inside the method (from the already-augmented batch) and both
-views go through the network as ONE batch of 2B: one forward, one backward, batch-norm statistics
-over both views (as in the authors' code), one DDP all-reduce.
+their losses. The view is built inside the method (from the already-augmented batch).
+
+Forward modes (``forward_mode``):
+
+- "separate" (default; the authors' MEK and EAC code): two forward calls, ``model(x)`` then
+  ``model(x~)``. With a BatchNorm backbone each view is normalised by its own batch statistics
+  and each call updates the running statistics once (two momentum updates per step).
+- "joint": ONE forward over ``cat(x, x~)`` (2B images): batch statistics are shared by both views
+  and the running statistics move once per step. Faster on some hardware, but not what the
+  authors ran; with a LayerNorm backbone (Swin-T) and in eval mode the two modes are equal.
 
 Transforms (MEK paper, Table 7):
 
@@ -29,6 +36,7 @@ from ferkit.losses import flip_x
 from ferkit.models.classifier import FERClassifier
 
 TRANSFORMS = ("flip", "scale", "intensity")
+FORWARD_MODES = ("separate", "joint")
 
 
 @dataclass
@@ -100,8 +108,9 @@ def align_maps(view_maps: torch.Tensor, transform: str = "flip", scale_factor: f
 def two_view_forward(
     model: FERClassifier, images: torch.Tensor, transform: str = "flip", *,
     detach_head: bool = True, scale_factor: float = 0.8, intensity: float = 0.2,
+    forward_mode: str = "separate",
 ) -> TwoViewOutput:
-    """Run ``cat(x, view(x))`` through ``model`` once and return logits and aligned CAMs.
+    """Run ``x`` and ``view(x)`` through ``model`` and return logits and aligned CAMs.
 
     Args:
         model: the classifier; its ``head.weight`` ``[K, C]`` gives the CAMs.
@@ -109,15 +118,25 @@ def two_view_forward(
         transform: "flip", "scale" or "intensity".
         detach_head: CAMs use ``W.detach()`` (authors' code): the consistency trains features only.
         scale_factor, intensity: strengths of the "scale" / "intensity" views.
+        forward_mode: "separate" (two forward calls, the authors' way) or "joint" (one 2B batch).
     """
+    if forward_mode not in FORWARD_MODES:
+        raise ValueError(f"unknown forward_mode '{forward_mode}'; use one of "
+                         f"{', '.join(FORWARD_MODES)}")
     view = make_view(images, transform, scale_factor, intensity)
-    out = model(torch.cat([images, view]))  # one forward over 2B images
+    if forward_mode == "joint":
+        out = model(torch.cat([images, view]))  # one forward over 2B images
+        feature_map, logits = out.feature_map, out.logits
+    else:
+        out, view_out = model(images), model(view)
+        feature_map = torch.cat([out.feature_map, view_out.feature_map])
+        logits = torch.cat([out.logits, view_out.logits])
     # The CAM is cheap next to the backbone ([2B, C, h, w] x [K, C]): compute it in float32 even
     # under autocast, so the squared differences are not taken between bf16-rounded maps.
     with torch.autocast(device_type=images.device.type, enabled=False):
-        att_maps = class_activation_maps(out.feature_map.float(), model.head.weight.float(),
+        att_maps = class_activation_maps(feature_map.float(), model.head.weight.float(),
                                          detach_head)  # [2B, K, h, w]
     att_maps, view_maps = att_maps.chunk(2)
-    logits, view_logits = out.logits.chunk(2)
+    logits, view_logits = logits.chunk(2)
     return TwoViewOutput(logits, view_logits, att_maps,
                          align_maps(view_maps, transform, scale_factor))

@@ -1,7 +1,7 @@
 """Mine Extra Knowledge (MEK): re-balanced attention consistency + re-balanced smooth labels.
 
-Zhang, Wang, Li, Xu, Dong, Li and Wang, "Leave No Stone Unturned: Mine Extra Knowledge for
-Imbalanced Facial Expression Recognition", NeurIPS 2023.
+Yuhang Zhang, Yaqi Li, Lixiong Qin, Xuannan Liu and Weihong Deng, "Leave No Stone Unturned: Mine
+Extra Knowledge for Imbalanced Facial Expression Recognition", NeurIPS 2023.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from ferkit.losses import (
     soft_cross_entropy,
     weighted_cross_entropy,
 )
-from ferkit.methods._two_view import TRANSFORMS, two_view_forward
+from ferkit.losses.consistency import ERRORS
+from ferkit.methods._two_view import FORWARD_MODES, TRANSFORMS, two_view_forward
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
 
@@ -33,6 +34,7 @@ class MEKPreset:
     alpha: float
     weights: str
     beta: float
+    weights_norm: str
     consistency_reduction: str
     smooth_form: str
     flipped_ce: bool
@@ -40,32 +42,46 @@ class MEKPreset:
 
 PRESETS: dict[str, MEKPreset] = {
     # Text of the paper (ResNet-18 tables).
-    "paper": MEKPreset(lam=2.0, alpha=0.1, weights="effective", beta=0.9999,
+    "paper": MEKPreset(lam=2.0, alpha=0.1, weights="effective", beta=0.9999, weights_norm="sum",
                        consistency_reduction="mean", smooth_form="paper", flipped_ce=True),
     # The authors' released Swin-T training code.
     "official": MEKPreset(lam=0.1, alpha=0.3, weights="inverse_ratio", beta=0.9999,
-                          consistency_reduction="class_sum", smooth_form="official",
+                          weights_norm="none", consistency_reduction="class_sum", smooth_form="official",
                           flipped_ce=False),
 }
 WEIGHT_KINDS = ("effective", "inverse_ratio", "inverse")
+WEIGHT_NORMS = ("sum", "max", "none")
 
 
-def mek_class_weights(class_counts: Sequence[int], weights: str, beta: float = 0.9999
-                      ) -> torch.Tensor:
+def mek_class_weights(class_counts: Sequence[int], weights: str, beta: float = 0.9999,
+                      norm: str = "sum") -> torch.Tensor:
     """MEK's re-balancing weights B ``[K]`` from the training counts (float32).
 
     Args:
-        weights: "effective" (Cui et al., beta, normalised to sum K), "inverse_ratio"
-            (``0.1 * N_train / n_l``, not normalised; official code) or "inverse" (``1 / n_l``
-            normalised to sum K).
+        weights: "effective" (Cui et al.: ``(1 - beta) / (1 - beta^n_l)``), "inverse_ratio"
+            (``0.1 * N_train / n_l``; official code) or "inverse" (``1 / n_l``).
+        norm: then "sum" (B sums to K, as Cui et al.), "max" (B / max B, the rarest class gets 1)
+            or "none" (raw values; the official preset's ``0.1 * N_train / n_l``). The paper does
+            not say. Since the paper's consistency weights the maps (B enters squared) and RSL
+            hands out ``alpha * B_l / K``, the choice rescales the effective lambda by
+            ``sum B^2``: on the FERPlus IF100 counts "sum" gives 13.9 times the ``sum B^2`` of
+            "max".
     """
     if weights == "effective":
-        return class_weights(class_counts, "effective", beta=beta, normalize="sum")
-    if weights == "inverse_ratio":
-        return class_weights(class_counts, "inverse", normalize="ratio", scale=0.1)
-    if weights == "inverse":
-        return class_weights(class_counts, "inverse", normalize="sum")
-    raise ValueError(f"unknown MEK weights '{weights}'; use one of {', '.join(WEIGHT_KINDS)}")
+        raw = class_weights(class_counts, "effective", beta=beta, normalize="none")
+    elif weights == "inverse_ratio":
+        raw = class_weights(class_counts, "inverse", normalize="ratio", scale=0.1)
+    elif weights == "inverse":
+        raw = class_weights(class_counts, "inverse", normalize="none")
+    else:
+        raise ValueError(f"unknown MEK weights '{weights}'; use one of {', '.join(WEIGHT_KINDS)}")
+    if norm == "sum":
+        return raw * len(raw) / raw.sum()
+    if norm == "max":
+        return raw / raw.max()
+    if norm == "none":
+        return raw
+    raise ValueError(f"unknown MEK weights_norm '{norm}'; use one of {', '.join(WEIGHT_NORMS)}")
 
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
@@ -78,7 +94,8 @@ class MineExtraKnowledge(Method):
     r"""MEK: cross-entropy with re-balanced smooth labels plus re-balanced attention consistency.
 
     Per step, ``x`` is the augmented batch and ``x~ = T(x)`` its view (``T`` = horizontal flip by
-    default); both go through the network as ONE batch of 2B. With CAMs
+    default); both go through the network (two forward calls by default, as the authors' code;
+    ``forward_mode="joint"``: one batch of 2B). With CAMs
     ``A[i, l] = sum_c W[l, c] F[i, c]`` (head detached by default) and weights ``B_l``::
 
         targets   y~[i, l] = RSL(y_i; B, alpha)                          (use_rsl; else one-hot)
@@ -93,7 +110,8 @@ class MineExtraKnowledge(Method):
     ==========================  ===============================  ===============================
     param                       ``preset="paper"``               ``preset="official"``
     ==========================  ===============================  ===============================
-    weights (B_l)               effective, beta 0.9999, sum = K  0.1 * N_train / n_l (raw)
+    weights (B_l)               effective, beta 0.9999           0.1 * N_train / n_l
+    weights_norm                sum (B sums to K)                none (raw)
     lam                         2                                0.1
     consistency_reduction       mean over N, K, h, w             class_sum (B-weighted sum)
     alpha / smooth_form         0.1 / paper                      0.3 / official
@@ -111,6 +129,18 @@ class MineExtraKnowledge(Method):
     augmented image (same crop, same erased box), ``flip_x`` replaces the code's ``grid_sample``
     (equal to ~1e-7). Class weights always come from ``class_counts`` (the training set used).
 
+    Undocumented in the paper, each a switch (defaults follow the authors' code):
+
+    - ``forward_mode``: "separate" (two forward calls, the code's way) or "joint" (one 2B batch:
+      with BatchNorm the views share batch statistics).
+    - ``consistency_error``: Eq. 5 writes ``||.||_2`` of a scalar difference, literally an
+      absolute error ("absolute"); both codes square it ("squared", the default in both presets,
+      so "paper" here means the paper's equations with the squared error).
+    - ``weights_norm``: how B is normalised (see :func:`mek_class_weights`); it sets the
+      effective lambda.
+    - The erasing fill of the data recipe (``data.augment.erasing_fill``): the official MEK code
+      erases with random pixels ("random"), EAC's after Normalize ("mean"), ferkit's default 0.
+
     Scale caution (METHODS.md): CAM magnitudes follow the backbone's feature scale, so the preset
     ``lam`` may let l_cons dominate on other backbones. ``normalize_maps=True`` divides both views'
     maps by one detached scalar, their root mean square over the batch, which makes l_cons a
@@ -123,6 +153,9 @@ class MineExtraKnowledge(Method):
         alpha: smoothing mass of RSL.
         weights: "effective", "inverse_ratio" or "inverse" (see :func:`mek_class_weights`).
         beta: effective-number beta (used by ``weights="effective"``).
+        weights_norm: "sum", "max" or "none" (see :func:`mek_class_weights`).
+        consistency_error: "squared" (both codes) or "absolute" (Eq. 5 read literally).
+        forward_mode: "separate" (authors' code) or "joint" (one batch of 2B).
         consistency_reduction: "mean" or "class_sum" (see ``attention_consistency``).
         smooth_form: "paper" or "official" (see ``rebalanced_smooth_targets``).
         flipped_ce: add the CE of the transformed view to l_cls.
@@ -140,16 +173,17 @@ class MineExtraKnowledge(Method):
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,
         preset: str = "paper", lam: float | None = None, alpha: float | None = None,
-        weights: str | None = None, beta: float | None = None,
+        weights: str | None = None, beta: float | None = None, weights_norm: str | None = None,
         consistency_reduction: str | None = None, smooth_form: str | None = None,
         flipped_ce: bool | None = None, use_rac: bool = True, use_rsl: bool = True,
         transform: str = "flip", scale_factor: float = 0.8, intensity: float = 0.2,
         detach_head: bool = True, normalize_maps: bool = False,
+        consistency_error: str = "squared", forward_mode: str = "separate",
     ) -> None:
         super().__init__(model, class_counts, num_samples)
         _check_choice("preset", preset, tuple(PRESETS))
         given = {"lam": lam, "alpha": alpha, "weights": weights, "beta": beta,
-                 "consistency_reduction": consistency_reduction, "smooth_form": smooth_form,
+                 "weights_norm": weights_norm, "consistency_reduction": consistency_reduction, "smooth_form": smooth_form,
                  "flipped_ce": flipped_ce}
         resolved = {k: (v if given[k] is None else given[k])
                     for k, v in asdict(PRESETS[preset]).items()}
@@ -160,7 +194,11 @@ class MineExtraKnowledge(Method):
         _check_choice("weights", resolved["weights"], WEIGHT_KINDS)
         _check_choice("consistency_reduction", self.consistency_reduction, ("mean", "class_sum"))
         _check_choice("smooth_form", self.smooth_form, ("paper", "official"))
+        _check_choice("weights_norm", resolved["weights_norm"], WEIGHT_NORMS)
         _check_choice("transform", transform, TRANSFORMS)
+        _check_choice("consistency_error", consistency_error, ERRORS)
+        _check_choice("forward_mode", forward_mode, FORWARD_MODES)
+        self.consistency_error, self.forward_mode = consistency_error, forward_mode
         if self.lam < 0 or not 0 <= self.alpha < 1:
             raise ValueError(f"mek needs lam >= 0 and 0 <= alpha < 1, got lam={self.lam}, "
                              f"alpha={self.alpha}")
@@ -171,7 +209,8 @@ class MineExtraKnowledge(Method):
         self.detach_head, self.normalize_maps = detach_head, normalize_maps
         self.register_buffer(
             "class_weights",
-            mek_class_weights(class_counts, resolved["weights"], float(resolved["beta"])),
+            mek_class_weights(class_counts, resolved["weights"], float(resolved["beta"]),
+                              resolved["weights_norm"]),
             persistent=False)
 
     @property
@@ -201,7 +240,8 @@ class MineExtraKnowledge(Method):
             logits = self.model(images).logits
             return {"logits": logits, "l_cls": self._cross_entropy(logits, labels)}
         views = two_view_forward(self.model, images, self.transform, detach_head=self.detach_head,
-                                 scale_factor=self.scale_factor, intensity=self.intensity)
+                                 scale_factor=self.scale_factor, intensity=self.intensity,
+                                 forward_mode=self.forward_mode)
         l_cls = self._cross_entropy(views.logits, labels)
         if self.flipped_ce:
             l_cls = l_cls + self._cross_entropy(views.view_logits, labels)
@@ -212,7 +252,8 @@ class MineExtraKnowledge(Method):
                 rms = torch.cat([att_maps, aligned]).detach().pow(2).mean().sqrt().clamp(min=1e-6)
                 att_maps, aligned = att_maps / rms, aligned / rms
             out["l_cons"] = attention_consistency(att_maps, aligned, self.class_weights,
-                                                  self.consistency_reduction)
+                                                  self.consistency_reduction,
+                                                  self.consistency_error)
         return out
 
     def forward(self, batch: dict[str, Any]) -> StepOutput:
@@ -230,7 +271,8 @@ class MineExtraKnowledge(Method):
                 f"reduction={self.consistency_reduction}, smooth_form={self.smooth_form}, "
                 f"flipped_ce={self.flipped_ce}, use_rac={self.use_rac}, use_rsl={self.use_rsl}, "
                 f"transform={self.transform}, detach_head={self.detach_head}, "
-                f"normalize_maps={self.normalize_maps}")
+                f"normalize_maps={self.normalize_maps}, error={self.consistency_error}, "
+                f"forward_mode={self.forward_mode}")
 
 
 __all__ = ["PRESETS", "MEKPreset", "MineExtraKnowledge", "mek_class_weights"]
