@@ -237,7 +237,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset: overall / mean class / per-class accuracy, macro-F1 and
     the confusion matrix."""
-    from ferkit.predict import Predictor
+    from ferkit.inference import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device)
     if tuple(dataset.class_names) != tuple(predictor.class_names):

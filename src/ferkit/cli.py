@@ -62,7 +62,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from ferkit.predict import Predictor
+    from ferkit.inference import Predictor
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     results = predictor.predict(args.images)
