@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,29 @@ def test_resume_into_other_backbone_or_classes_is_refused(tmp_path: Path) -> Non
                                                                   "data.num_classes": 8}))
     with pytest.raises(CheckpointError, match=r"8 classes|does not fit"):
         api.train(eight)
+
+
+def test_training_length_in_steps(tmp_path: Path) -> None:
+    """train.steps: 9 steps of 6 per epoch -> 2 epochs (6 + 3), the cosine reaches 0 at step 9."""
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", **{
+        "train.steps": 9, "train.epochs": 50, "optim.scheduler": "cosine"}))
+    result = api.train(cfg)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert result.history[0]["lr"] == pytest.approx(0.003 * 0.5 * (1 + math.cos(math.pi * 6 / 9)))
+    assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    state = load_checkpoint(Path(cfg.output_dir) / "last.safetensors").meta["scheduler"]
+    assert state["last_epoch"] == 9
+
+
+def test_official_mek_recipe_runs_on_tiny_data(tmp_path: Path) -> None:
+    """configs/rafdb_mek_official.yaml end to end on synthetic data (RandAugment, jitter, random
+    erasing, AdamW + warm-up cosine in steps, grad clip), with only the data and size swapped."""
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "rafdb_mek_official.yaml"
+    overrides = tiny_overrides(tmp_path / "run", **{"train.steps": 4, "train.eval_every": 1,
+                                                    "optim.warmup_steps": 2, "train.amp": "none",
+                                                    "data.mean": [0.5, 0.5, 0.5]})
+    cfg = load_config(recipe, overrides)
+    assert cfg.data.augment.randaugment_ops == 2 and cfg.data.augment.erasing_fill == "random"
+    result = api.train(cfg)
+    assert len(result.history) == 1 and set(result.history[0]["train"]) >= {"l_cls", "l_cons"}
+    assert math.isfinite(result.history[0]["train"]["loss"])

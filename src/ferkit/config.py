@@ -128,6 +128,9 @@ class TrainConfig:
 
     Attributes:
         epochs: number of epochs.
+        steps: train for exactly this many optimiser steps instead (None = ``epochs`` full
+            epochs): ``ceil(steps / steps_per_epoch)`` epochs, the last one cut short; schedules
+            span these steps (the MEK authors' recipe counts steps: 60,000 of batch 32).
         device: "auto" (cuda when available), "cpu" or "cuda[:N]".
         amp: "auto" (bf16 on CUDA with bf16 support, else fp16; on CPU bf16 only where the CPU
             has native bf16, else fp32), "bf16", "fp16" or "none".
@@ -142,6 +145,7 @@ class TrainConfig:
     """
 
     epochs: int = 10
+    steps: int | None = None
     device: str = "auto"
     amp: str = "auto"
     channels_last: bool = True
@@ -311,7 +315,8 @@ def validate(cfg: RunConfig) -> list[str]:
             hint = suggest(str(node), [str(a) for a in allowed])
             errors.append(f"{key}: '{node}' is not one of {list(allowed)}.{hint}")
     positive = {"data.image_size": cfg.data.image_size, "data.batch_size": cfg.data.batch_size,
-                "train.epochs": cfg.train.epochs, "optim.lr": cfg.optim.lr}
+                "train.epochs": cfg.train.epochs, "optim.lr": cfg.optim.lr,
+                "train.steps": cfg.train.steps, "data.imbalance_max": cfg.data.imbalance_max}
     errors += [f"{k}: must be > 0, got {v}" for k, v in positive.items()
                if isinstance(v, (int, float)) and v <= 0]
     if cfg.data.imbalance_factor is not None and cfg.data.imbalance_factor < 1:
