@@ -16,9 +16,9 @@ A cache file can only serve the pixels it was built from:
   complete; temporary files of writers that died are removed on the next call.
 
 Cost, loaded machine (AMD EPYC, 2 cores shared with training runs): the fingerprint of FERPlus
-``FER2013Train`` (28,558 files) takes 0.6-0.8 s warm, 1.7 s cold; the CRC-32 of its 112 px cache
-(28,558 x 1 x 112 x 112 = 358 MB) takes about 0.1 s in memory and 0.2-0.3 s from the page cache,
-so the full check runs on every open (``python benchmarks/cache_cost.py``; docs/benchmarks/cache.md).
+``FER2013Train`` (28,558 files) takes 0.6-1.7 s; opening its 112 px cache (28,558 x 1 x 112 x 112 =
+358 MB: header checks + CRC-32 of all pixels, from the page cache) 0.23-0.30 s, so the full check
+runs on every open (``python benchmarks/cache_cost.py``; docs/benchmarks/cache.md).
 """
 
 from __future__ import annotations

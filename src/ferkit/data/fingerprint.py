@@ -8,9 +8,10 @@ fingerprinted by size, mtime and their first and last 64 KiB instead, so that a 
 photos is not read in full on every start.
 
 Cost, measured on the full FERPlus ``FER2013Train`` folder (28,558 PNGs of 2,420 bytes), AMD
-EPYC, 2 cores shared with training runs (loaded machine): 0.6-0.8 s with the files in the page
-cache, 1.7 s cold (``python benchmarks/cache_cost.py``; docs/benchmarks/cache.md). Listing the
-same files with ``os.stat`` alone (the old name/size/mtime key) took 0.2-0.3 s.
+EPYC, 2 cores shared with training runs (loaded machine): 0.6-1.7 s (0.6-0.8 s at lighter load
+with the files in the page cache; 1.2-1.7 s cold or at load average 5.8); ``os.stat`` of the same
+files alone (the old name/size/mtime key) took 0.23-0.47 s. Threads made it slower.
+Command: ``python benchmarks/cache_cost.py``; results in docs/benchmarks/cache.md.
 """
 
 from __future__ import annotations
