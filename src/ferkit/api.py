@@ -30,6 +30,7 @@ from ferkit.methods import METHODS, check_method_params, create_method
 from ferkit.metrics import markdown_report
 from ferkit.models import BACKBONES, build_classifier
 from ferkit.registry import suggest
+from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,7 @@ def train(cfg: RunConfig) -> FitResult:
     splits = build_splits(cfg.data)
     if dist.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
+        remove_dead_temp_files(output_dir)  # a killed run's half-written files, never read
         save_config(cfg, output_dir / "config.yaml", provenance())
         if dist.enabled:  # rank 0 decodes the disk caches first, the others then map them
             for split in (splits.train, splits.val):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_TEMP = re.compile(r"\.tmp(?P<pid>\d+)(?:@(?P<host>[^/]+?))?(?:\.npy)?$")
+# File names of atomic-write temp files: group "pid" (the writer), optional group "host".
+TEMP_PATTERN = re.compile(r"\.tmp(?P<pid>\d+)(?:@(?P<host>[^/]+?))?(?:\.npy)?$")
 
 
 def _host() -> str:
@@ -61,7 +62,7 @@ def remove_dead_temp_files(folder: Path | str) -> list[Path]:
     removed = []
     host = _host()
     for path in folder.iterdir():
-        match = _TEMP.search(path.name)
+        match = TEMP_PATTERN.search(path.name)
         if match is None or not path.is_file():
             continue
         pid, writer_host = int(match["pid"]), match["host"]
