@@ -166,8 +166,15 @@ def test_kills_during_training_and_checkpoint_writes(tmp_path: Path) -> None:
         assert resumed.state_dict.keys() == uninterrupted.state_dict.keys()
         for key, value in uninterrupted.state_dict.items():
             assert torch.equal(resumed.state_dict[key], value), key
+    optimizer_states = [load_checkpoint(d / "last.safetensors").optimizer_state["state"]
+                        for d in (out, reference.output_dir)]
+    for param_id, state in optimizer_states[1].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(optimizer_states[0][param_id][key]),
+                               torch.as_tensor(value)), (param_id, key)
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [h["train"] for h in history] == [h["train"] for h in reference.history]
+    assert [(h["train"], h["val"]) for h in history] == [(h["train"], h["val"])
+                                                         for h in reference.history]
 
 
 def _cache_dataset() -> SyntheticFaces:
