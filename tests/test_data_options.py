@@ -347,3 +347,12 @@ def test_augment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     default = train(monkeypatch, tmp_path / "default", roots["plain"], data__augment__crop="resized",
                     data__augment__flip=0.5, data__augment__erasing=0.25)
     assert not np.array_equal(default.pixels(0), _expected(default, 0))
+
+
+def test_soft_label_errors_reported_together(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"invalid configuration:\n  - data.label_mode='soft': "
+                                          r"dataset 'synthetic' has no soft labels(.|\n)*\n  - "
+                                          r"data.label_mode: 'soft' needs a method"):
+        train(monkeypatch, tmp_path / "run", None, data__dataset="synthetic",
+              data__label_mode="soft", method__name="eac")

@@ -159,6 +159,11 @@ def check_config(cfg: RunConfig) -> None:
         errors.append(f"data.dataset: unknown dataset '{cfg.data.dataset}'."
                       f"{suggest(cfg.data.dataset, DATASETS.names())} "
                       f"Available: {', '.join(DATASETS.names())}")
+    else:
+        try:
+            dataset_options(cfg.data)
+        except ConfigError as err:
+            errors.append(str(err))
     if cfg.model.backbone not in BACKBONES:
         errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
                       f"{suggest(cfg.model.backbone, BACKBONES.names())} "
