@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import platform
@@ -25,10 +26,11 @@ from ferkit.engine.evaluate import amp_dtype, resolve_device
 from ferkit.engine.evaluate import evaluate as evaluate_loader
 from ferkit.engine.train import FitResult, fit
 from ferkit.losses import check_class_counts
-from ferkit.methods import check_method_params, create_method
+from ferkit.methods import METHODS, check_method_params, create_method
 from ferkit.metrics import markdown_report
 from ferkit.models import BACKBONES, build_classifier
 from ferkit.registry import suggest
+from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +92,47 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
+def _has_soft_labels(dataset: str) -> bool:
+    return "label_mode" in inspect.signature(DATASETS.get(dataset)).parameters
+
+
+def dataset_options(cfg: DataConfig) -> dict[str, Any]:
+    """Keyword arguments for the dataset constructor: ``data.options`` plus ``data.label_mode``,
+    the one setting of the label mode (``data.options.label_mode`` is refused).
+
+    Raises:
+        ConfigError: the label mode is set in ``data.options``, or ``soft`` is asked of a dataset
+            without vote distributions.
+    """
+    if "label_mode" in cfg.options:
+        raise ConfigError(f"data.options.label_mode={cfg.options['label_mode']!r}: the label mode "
+                          "is set by data.label_mode alone; move it there (e.g. --set "
+                          "data.label_mode=soft) and remove it from data.options")
+    options = dict(cfg.options)
+    if cfg.label_mode != "majority":
+        if not _has_soft_labels(cfg.dataset):
+            with_soft = [n for n in DATASETS.names() if _has_soft_labels(n)]
+            raise ConfigError(
+                f"data.label_mode={cfg.label_mode!r}: dataset '{cfg.dataset}' has no soft labels "
+                f"(vote distributions); datasets that have them: {', '.join(with_soft)}. "
+                "Set data.label_mode=majority or use one of those datasets")
+        options["label_mode"] = cfg.label_mode
+    return options
+
+
 def build_splits(cfg: DataConfig) -> Splits:
     """Datasets for a run: official validation where one exists, else a seeded hold-out of train;
     the imbalance-factor subset is drawn from the (remaining) training images; test when present."""
+    options = dataset_options(cfg)
+
     def make(split: str) -> FERDataset:
         return DATASETS.create(cfg.dataset, root=cfg.root, split=split,
-                               num_classes=cfg.num_classes, **cfg.options)
+                               num_classes=cfg.num_classes, **options)
 
     train = make("train")
+    if cfg.label_mode == "soft" and train.soft_labels is None:
+        raise ConfigError(f"data.label_mode='soft': dataset '{cfg.dataset}' returned no soft "
+                          "labels; set data.label_mode=majority")
     try:
         val, val_source = make("val"), "official"
     except SplitNotAvailable:
@@ -124,11 +159,22 @@ def check_config(cfg: RunConfig) -> None:
         errors.append(f"data.dataset: unknown dataset '{cfg.data.dataset}'."
                       f"{suggest(cfg.data.dataset, DATASETS.names())} "
                       f"Available: {', '.join(DATASETS.names())}")
+    else:
+        try:
+            dataset_options(cfg.data)
+        except ConfigError as err:
+            errors.append(str(err))
     if cfg.model.backbone not in BACKBONES:
         errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
                       f"{suggest(cfg.model.backbone, BACKBONES.names())} "
                       f"Available: {', '.join(BACKBONES.names())}")
     errors += check_method_params(cfg.method.name, cfg.method.params)
+    if (cfg.data.label_mode == "soft" and cfg.method.name in METHODS
+            and not METHODS.get(cfg.method.name).uses_soft_labels):
+        users = [n for n in METHODS.names() if METHODS.get(n).uses_soft_labels]
+        errors.append(f"data.label_mode: 'soft' needs a method that trains on vote "
+                      f"distributions; method '{cfg.method.name}' uses hard labels only. Use "
+                      f"method.name={' or '.join(users)}, or data.label_mode=majority")
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
 
@@ -162,6 +208,7 @@ def train(cfg: RunConfig) -> FitResult:
     splits = build_splits(cfg.data)
     if dist.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
+        remove_dead_temp_files(output_dir)  # a killed run's half-written files, never read
         save_config(cfg, output_dir / "config.yaml", provenance())
         if dist.enabled:  # rank 0 decodes the disk caches first, the others then map them
             for split in (splits.train, splits.val):

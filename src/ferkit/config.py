@@ -7,6 +7,7 @@ types, values out of range) and reported in one :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import yaml
 
 from ferkit.data.transforms import AugmentConfig
 from ferkit.registry import suggest
+from ferkit.tempfiles import temp_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -327,11 +329,16 @@ def validate(cfg: RunConfig) -> list[str]:
 
 
 def save_config(cfg: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
-    """Write the resolved config (plus provenance in ``extra``) as YAML."""
+    """Write the resolved config (plus provenance in ``extra``) as YAML, atomically."""
     data = to_dict(cfg)
     if extra:
         data = {"provenance": extra, **data}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp = temp_path(Path(path))
+    try:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:

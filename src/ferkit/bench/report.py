@@ -20,6 +20,7 @@ from typing import Any
 
 from ferkit.bench.protocol import Protocol, Setting
 from ferkit.engine.checkpoint import atomic_write_text
+from ferkit.tempfiles import temp_path
 
 METRICS = (("accuracy", "overall"), ("mean_class_accuracy", "mean class"), ("macro_f1", "macro-F1"))
 TABLES = (("val", "last", "Validation, last epoch"),
@@ -169,7 +170,7 @@ def _plot(setting: Setting, rows: list[dict[str, Any]], path: Path) -> str | Non
     ax.legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     fig.savefig(tmp, format="png", dpi=120)
     os.replace(tmp, path)
     return None

@@ -5,7 +5,8 @@ A checkpoint ``NAME.safetensors`` holds the method's ``state_dict`` (the classif
 the optimiser state under ``optim/``. Its metadata (class names, input size, normalisation,
 backbone, method, config, epoch, history, scheduler state) is stored inside the file and mirrored to
 ``NAME.json`` for people. Files are written under a temporary name and renamed, so a crash or kill
-never leaves a truncated checkpoint where a good one was.
+never leaves a truncated checkpoint where a good one was; the temporary files of a killed writer
+are removed when the next run starts (:func:`ferkit.tempfiles.remove_dead_temp_files`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ferkit.tempfiles import temp_path
 
 FORMAT_VERSION = 1
 OPTIM_PREFIX = "optim/"
@@ -40,9 +43,13 @@ class Checkpoint:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` via a temporary file and a rename (never a half-written file)."""
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -80,7 +87,7 @@ def save_checkpoint(
         optim_tensors, optim_info = _flatten_optimizer(optimizer.state_dict())
         tensors.update(optim_tensors)
         meta["optimizer"] = optim_info
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     try:
         save_file(tensors, str(tmp), metadata={"ferkit": json.dumps(meta)})
         os.replace(tmp, path)

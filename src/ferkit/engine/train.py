@@ -40,6 +40,7 @@ from ferkit.engine.evaluate import (
 )
 from ferkit.engine.optim import build_optimizer, build_scheduler
 from ferkit.methods.base import Method, StepOutput
+from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,8 @@ def fit(
                                     else None) if dist.enabled else method
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:  # temp files of a killed earlier run are never read: reclaim their space
+        remove_dead_temp_files(output_dir)
     history: list[dict[str, Any]] = []
     last_path = output_dir / "last.safetensors"
     if last_path.exists():

@@ -49,7 +49,13 @@ class Method(nn.Module):
         model: the classifier being trained.
         class_counts: training images per class (of the set actually used), ``[K]``.
         num_samples: size of the training set (for per-sample buffers).
+
+    Attributes:
+        uses_soft_labels: the method trains on ``batch["soft_label"]`` when present
+            (``data.label_mode: soft``); the others are refused with soft labels.
     """
+
+    uses_soft_labels = False
 
     def __init__(self, model: FERClassifier, class_counts: Sequence[int], num_samples: int) -> None:
         super().__init__()

@@ -18,8 +18,10 @@ class CrossEntropy(Method):
     ``soft_label`` (FERPlus ``label_mode: soft``) the loss is CE against that distribution.
 
     Args:
-        label_smoothing: uniform smoothing mass e in [0, 1).
+        label_smoothing: uniform smoothing mass e in [0, 1); not combined with soft labels.
     """
+
+    uses_soft_labels = True
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,
