@@ -183,8 +183,8 @@ class MineExtraKnowledge(Method):
         super().__init__(model, class_counts, num_samples)
         _check_choice("preset", preset, tuple(PRESETS))
         given = {"lam": lam, "alpha": alpha, "weights": weights, "beta": beta,
-                 "weights_norm": weights_norm, "consistency_reduction": consistency_reduction, "smooth_form": smooth_form,
-                 "flipped_ce": flipped_ce}
+                 "weights_norm": weights_norm, "consistency_reduction": consistency_reduction,
+                 "smooth_form": smooth_form, "flipped_ce": flipped_ce}
         resolved = {k: (v if given[k] is None else given[k])
                     for k, v in asdict(PRESETS[preset]).items()}
         self.preset = preset
