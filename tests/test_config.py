@@ -37,15 +37,16 @@ def test_type_errors_name_the_key() -> None:
 
 
 def test_unknown_method_param_is_rejected_with_suggestion() -> None:
-    cfg = load_config(None, ["method.name=cb", "method.params.bta=0.9"])
+    with pytest.raises(ConfigError, match=r"'cb' has no parameter 'bta'. Did you mean 'beta'\?"):
+        load_config(None, ["method.name=cb", "method.params.bta=0.9"])
+    cfg = load_config(None, ["method.name=cb", "method.params.bta=0.9"], registries=False)
     with pytest.raises(ConfigError, match=r"'cb' has no parameter 'bta'. Did you mean 'beta'\?"):
         check_config(cfg)
 
 
 def test_unknown_method_and_backbone() -> None:
-    cfg = load_config(None, ["method.name=cee", "model.backbone=resnet19"])
     with pytest.raises(ConfigError) as info:
-        check_config(cfg)
+        load_config(None, ["method.name=cee", "model.backbone=resnet19"])
     assert "unknown method 'cee'" in str(info.value)
     assert "unknown backbone 'resnet19'. Did you mean 'resnet18'?" in str(info.value)
 
@@ -55,7 +56,7 @@ def test_round_trip_through_yaml() -> None:
     again = config_from_dict(yaml.safe_load(yaml.safe_dump(to_dict(cfg))))
     assert again == cfg
     assert isinstance(again.data.mean, tuple) and again.train.grad_clip == 5.0
-    assert RunConfig() == load_config(None, [])
+    assert RunConfig(output_dir="runs/default/ce") == load_config(None, [])
 
 
 def test_recipes_in_configs_folder_load() -> None:

@@ -8,7 +8,8 @@ reproduces the run, every attempt (date, wall-clock time, provenance) and the la
 Resume rules (decided here, stated in the report):
 
 - A run is *finished* when its ``results.json`` exists and its stored config equals the config the
-  protocol resolves to now (ignoring :data:`RUN_ONLY_KEYS`, which do not change results).
+  protocol resolves to now (ignoring :data:`ferkit.run_folder.RUN_ONLY_KEYS`, which do not
+  change results; the comparison is :func:`ferkit.run_folder.config_changes`, as for resume).
   Finished runs are skipped.
 - An unfinished run calls ``api.train`` again, which resumes from ``last.safetensors``.
 - A run folder whose stored config differs is never trained into and never reported: the
@@ -44,33 +45,18 @@ from ferkit.bench.protocol import Protocol, RunSpec, find_protocol, load_protoco
 from ferkit.bench.report import write_report
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
+from ferkit.run_folder import RUN_ONLY_KEYS, config_changes, flatten
 
 log = logging.getLogger(__name__)
 
 RECORD = "bench_run.json"
 LOCK = ".lock"
-# Keys that say where or how visibly a run executes, not what it computes.
-RUN_ONLY_KEYS = ("output_dir", "data.root", "data.cache_dir", "train.progress",
-                 "train.tensorboard", "train.num_threads")
-
-
 class BenchError(ValueError):
     """The benchmark cannot proceed as asked (e.g. a run folder holds a different config)."""
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config dict -> dotted leaves; ``options`` / ``params`` mappings stay whole."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and key not in ("options", "params"):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 def _yaml_value(value: Any) -> str:
@@ -93,23 +79,12 @@ def _yaml_value(value: Any) -> str:
 
 def train_command(cfg: RunConfig) -> str:
     """The ``ferkit train`` command that reproduces ``cfg``: one ``--set`` per non-default value."""
-    defaults = _flatten(to_dict(RunConfig()))
-    values = _flatten(to_dict(cfg))
+    defaults = flatten(to_dict(RunConfig()))
+    values = flatten(to_dict(cfg))
     sets = [f"{key}={_yaml_value(value)}" for key, value in values.items()
             if key != "output_dir" and value != defaults.get(key)]
     parts = ["ferkit", "train"] + [x for s in sets for x in ("--set", s)]
     return shlex.join(parts + ["--output-dir", cfg.output_dir])
-
-
-def config_changes(stored: dict[str, Any], current: RunConfig) -> list[str]:
-    """Keys whose stored value differs from ``current`` (``key: stored -> current``)."""
-    defaults = _flatten(json.loads(json.dumps(to_dict(RunConfig()))))
-    # a key added to RunConfig since the run was stored reads as its default
-    old = {**defaults, **_flatten(json.loads(json.dumps(stored)))}
-    new = _flatten(json.loads(json.dumps(to_dict(current))))
-    return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
-            for k in sorted(set(old) | set(new))
-            if k not in RUN_ONLY_KEYS and old.get(k) != new.get(k)]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
