@@ -41,7 +41,8 @@ from typing import Any
 
 import yaml
 
-from ferkit.bench.protocol import Protocol, RunSpec, find_protocol, load_protocol
+from ferkit.bench import placeholders
+from ferkit.bench.protocol import Protocol, RunSpec, bench_dirs, find_protocol, load_protocol
 from ferkit.bench.report import write_report
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
@@ -234,7 +235,7 @@ def execute_run(run: dict[str, Any], bench_command: str) -> dict[str, Any]:
     attempt = {"started": _now(), "status": "running", "provenance": api.provenance()}
     record = {"id": spec.id, "setting": spec.setting.name, "label": spec.method.label,
               "method": spec.method.name, "params": spec.method.params, "seed": spec.seed,
-              "config": to_dict(cfg), "command": train_command(cfg),
+              "config": to_dict(cfg), "command": _placeholder_command(cfg, spec.id),
               "bench_command": bench_command, "status": "running", "error": None,
               "attempts": attempts + [attempt]}
     _write_record(run, record)
@@ -261,12 +262,20 @@ def execute_run(run: dict[str, Any], bench_command: str) -> dict[str, Any]:
     return record
 
 
+def _placeholder_command(cfg: RunConfig, run_id: str) -> str:
+    """:func:`train_command` with ``$ROOT`` / ``$OUT`` for the data root and results folder."""
+    replacements = placeholders.record_pairs({"config": to_dict(cfg)}, run_id)
+    return placeholders.join([placeholders.substitute(part, replacements) or part
+                              for part in shlex.split(train_command(cfg))])
+
+
 def _bench_command(protocol: Protocol, root: str | None, out_dir: Path, overrides: list[str],
                    run_id: str) -> str:
-    parts = ["ferkit", "bench", str(protocol.path or protocol.name)]
-    parts += ["--root", str(root)] if root else []
-    parts += ["--out", str(out_dir)] + [x for o in overrides for x in ("--set", o)]
-    return shlex.join(parts + ["--only", run_id])
+    """The ``ferkit bench`` command of one run, with ``$ROOT`` / ``$OUT`` placeholders."""
+    name = placeholders.display_path(protocol.path, bench_dirs()) or protocol.name
+    parts = ["ferkit", "bench", name] + (["--root", placeholders.ROOT] if root else [])
+    parts += ["--out", placeholders.OUT] + [x for o in overrides for x in ("--set", o)]
+    return placeholders.join(parts + ["--only", run_id])
 
 
 def run_protocol(
