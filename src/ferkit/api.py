@@ -129,6 +129,9 @@ def build_splits(cfg: DataConfig) -> Splits:
 
 def registry_errors(cfg: RunConfig) -> list[str]:
     """Names checked against the registries: dataset, backbone, method and its parameters."""
+    if not all(isinstance(v, str) for v in (cfg.data.dataset, cfg.model.backbone,
+                                             cfg.method.name)):
+        return []  # a name of the wrong type is reported by the loader
     errors = []
     if cfg.data.dataset not in DATASETS:
         errors.append(f"data.dataset: unknown dataset '{cfg.data.dataset}'."
