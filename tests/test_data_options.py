@@ -351,7 +351,8 @@ def test_augment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 
 def test_soft_label_errors_reported_together(monkeypatch: pytest.MonkeyPatch,
                                              tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"invalid configuration:\n  - data.label_mode='soft': "
+    with pytest.raises(ConfigError, match=r"invalid configuration \(2 problems\):\n  - "
+                                          r"data.label_mode='soft': "
                                           r"dataset 'synthetic' has no soft labels(.|\n)*\n  - "
                                           r"data.label_mode: 'soft' needs a method"):
         train(monkeypatch, tmp_path / "run", None, data__dataset="synthetic",

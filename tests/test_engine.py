@@ -17,6 +17,7 @@ from ferkit import Predictor, api, load_config
 from ferkit.cli import main as cli_main
 from ferkit.data import DATASETS
 from ferkit.engine.checkpoint import CheckpointError, load_checkpoint
+from ferkit.run_folder import RunFolderError
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -136,11 +137,16 @@ def test_resume_into_other_backbone_or_classes_is_refused(tmp_path: Path) -> Non
     api.train(cfg)
     other = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 2,
                                                                   "model.options": "{width: 4}"}))
-    with pytest.raises(CheckpointError, match="does not fit the model"):
+    with pytest.raises(RunFolderError, match=r"model.options: \{'width': 8\} -> \{'width': 4\}"):
         api.train(other)
     eight = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 2,
                                                                   "data.num_classes": 8}))
-    with pytest.raises(CheckpointError, match=r"8 classes|does not fit"):
+    with pytest.raises(RunFolderError, match=r"data.num_classes: 7 -> 8"):
+        api.train(eight)
+    # without config.yaml the checkpoint's own metadata still refuses another model
+    (tmp_path / "run" / "config.yaml").unlink()
+    (tmp_path / "run" / "last.json").unlink()
+    with pytest.raises(RunFolderError, match=r"data.num_classes: 7 -> 8"):
         api.train(eight)
 
 

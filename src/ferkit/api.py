@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -15,7 +16,15 @@ import numpy as np
 import torch
 
 from ferkit import __version__
-from ferkit.config import ConfigError, DataConfig, RunConfig, save_config, to_dict
+from ferkit.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    default_output_dir,
+    save_config,
+    to_dict,
+    validate,
+)
 from ferkit.data import DATASETS, DatasetError, FERDataset, SplitNotAvailable
 from ferkit.data.cache import cached_images, default_cache_dir
 from ferkit.data.imbalance import imbalanced_subset
@@ -31,6 +40,7 @@ from ferkit.metrics import markdown_report
 from ferkit.models import BACKBONES, build_classifier
 from ferkit.registry import suggest
 from ferkit.tempfiles import remove_dead_temp_files
+from ferkit.run_folder import check_run_folder, clear_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -152,12 +162,15 @@ def build_splits(cfg: DataConfig) -> Splits:
     return Splits(train, val, test, val_source)
 
 
-def check_config(cfg: RunConfig) -> None:
-    """Registry-level checks (dataset, backbone, method and its parameters), all errors at once."""
+def registry_errors(cfg: RunConfig) -> list[str]:
+    """Names checked against the registries: dataset, backbone, method and its parameters."""
+    if not all(isinstance(v, str) for v in (cfg.data.dataset, cfg.model.backbone,
+                                             cfg.method.name)):
+        return []  # a name of the wrong type is reported by the loader
     errors = []
     if cfg.data.dataset not in DATASETS:
         errors.append(f"data.dataset: unknown dataset '{cfg.data.dataset}'."
-                      f"{suggest(cfg.data.dataset, DATASETS.names())} "
+                      f"{suggest(str(cfg.data.dataset), DATASETS.names())} "
                       f"Available: {', '.join(DATASETS.names())}")
     else:
         try:
@@ -166,7 +179,7 @@ def check_config(cfg: RunConfig) -> None:
             errors.append(str(err))
     if cfg.model.backbone not in BACKBONES:
         errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
-                      f"{suggest(cfg.model.backbone, BACKBONES.names())} "
+                      f"{suggest(str(cfg.model.backbone), BACKBONES.names())} "
                       f"Available: {', '.join(BACKBONES.names())}")
     errors += check_method_params(cfg.method.name, cfg.method.params)
     if (cfg.data.label_mode == "soft" and cfg.method.name in METHODS
@@ -175,6 +188,16 @@ def check_config(cfg: RunConfig) -> None:
         errors.append(f"data.label_mode: 'soft' needs a method that trains on vote "
                       f"distributions; method '{cfg.method.name}' uses hard labels only. Use "
                       f"method.name={' or '.join(users)}, or data.label_mode=majority")
+    return errors
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Every value and registry check of a built config, all errors at once.
+
+    Raises:
+        ConfigError: listing every problem.
+    """
+    errors = validate(cfg) + registry_errors(cfg)
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
 
@@ -191,13 +214,24 @@ def _loader(dataset: FERDataset, cfg: DataConfig, dist: DistInfo, **kwargs: Any)
                        **kwargs)
 
 
-def train(cfg: RunConfig) -> FitResult:
+def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
     """Train one run end to end; evaluates the last and the val-selected checkpoints on test when
     the test split exists, and writes ``results.json`` and ``report.md`` to ``cfg.output_dir``.
 
-    Launched under torchrun, the same call trains with DDP (one process per device).
+    An existing ``output_dir`` is resumed when it holds the same config (apart from
+    :data:`ferkit.run_folder.RESUMABLE_KEYS`); otherwise nothing is written and a
+    :class:`~ferkit.run_folder.RunFolderError` names the differences. Launched under torchrun,
+    the same call trains with DDP (one process per device).
+
+    Args:
+        cfg: the resolved run config (``output_dir`` None: :func:`default_output_dir`).
+        overwrite: delete the run files already in ``output_dir`` and start from scratch.
     """
     check_config(cfg)
+    if cfg.output_dir is None:
+        cfg = dataclasses.replace(cfg, output_dir=default_output_dir(cfg.method.name))
+    if not overwrite:
+        check_run_folder(cfg)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     device = resolve_device(cfg.train.device)
@@ -207,6 +241,8 @@ def train(cfg: RunConfig) -> FitResult:
     output_dir = Path(cfg.output_dir)
     splits = build_splits(cfg.data)
     if dist.is_main:
+        if overwrite:
+            clear_run_folder(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         remove_dead_temp_files(output_dir)  # a killed run's half-written files, never read
         save_config(cfg, output_dir / "config.yaml", provenance())

@@ -6,17 +6,36 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 
 from ferkit import __version__
 from ferkit.config import ConfigError
 from ferkit.data.base import DatasetError
 from ferkit.engine.checkpoint import CheckpointError, atomic_write_text
+from ferkit.models.weights import WeightsError
 from ferkit.registry import UnknownNameError
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, UnknownNameError, FileNotFoundError,
-               ValueError)
+# Errors that are the user's to fix: one line (plus detail lines) and exit code 2; -v adds the
+# traceback. FloatingPointError is the NaN / inf loss stop.
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, UnknownNameError, WeightsError,
+               FileNotFoundError, FloatingPointError, ValueError)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the training loop and the benchmark record it the same)."""
+
+
+def _interrupted(output_dir: str) -> str:
+    last = Path(output_dir) / "last.safetensors"
+    if last.is_file():
+        return (f"stopped; {last} holds the last finished epoch: re-run the same command to "
+                "resume from it")
+    return (f"stopped during the first epoch: nothing was saved in {output_dir} yet, so a re-run "
+            "of the same command starts from the beginning")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -27,7 +46,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
-    result = train(cfg)
+    try:
+        result = train(cfg, overwrite=args.overwrite)
+    except KeyboardInterrupt as err:
+        err.args = (_interrupted(str(cfg.output_dir)),)
+        raise
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     best, last = result.best, result.last
@@ -114,7 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="recipe YAML (overrides of the defaults)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override, e.g. --set train.epochs=40 (repeatable)")
-    p.add_argument("--output-dir", help="shortcut for --set output_dir=...")
+    p.add_argument("--output-dir", help="shortcut for --set output_dir=... (default: "
+                   "runs/<recipe name>/<method.name>, runs/default/<method.name> without --config)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run files already in the output folder (config, checkpoints, "
+                   "metrics, results, report, tensorboard/) and train from scratch")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
@@ -163,16 +190,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         return args.func(args)
     except USER_ERRORS as err:
+        if args.verbose:
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        detail = str(err.args[0]) if err.args else ("re-run the same command to resume from "
+                                                     "the last finished epoch, if one was saved")
+        print(f"{what}: {detail}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        if in_main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)

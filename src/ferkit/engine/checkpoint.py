@@ -98,11 +98,16 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: Path | str) -> Checkpoint:
+def load_checkpoint(path: Path | str, required: tuple[str, ...] = ()) -> Checkpoint:
     """Read a ferkit checkpoint (no pickle involved).
 
+    Args:
+        path: the ``.safetensors`` file (a folder: its ``best.safetensors``).
+        required: metadata keys the caller needs (e.g. :data:`REQUIRED_META` for inference).
+
     Raises:
-        CheckpointError: missing file, not a safetensors file, or not written by ferkit.
+        CheckpointError: missing file, not a safetensors file, not written by ferkit, or its
+            metadata is not JSON or lacks a ``required`` key.
     """
     path = Path(path)
     if path.is_dir():
@@ -117,16 +122,40 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             raw_meta = (handle.metadata() or {}).get("ferkit")
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}. It is not a (complete) "
+                              "safetensors file: pass a ferkit checkpoint such as "
+                              "runs/NAME/best.safetensors") from err
     if raw_meta is None:
         raise CheckpointError(f"{path} is a safetensors file but not a ferkit checkpoint "
                               "(no 'ferkit' metadata); to load plain weights use model.pretrained")
-    meta = json.loads(raw_meta)
+    meta = _parse_meta(raw_meta, path, required)
     optim_info = meta.pop("optimizer", None)
     optim_tensors = {k: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
     optimizer_state = _unflatten_optimizer(optim_tensors, optim_info) if optim_info else None
     return Checkpoint(weights, meta, optimizer_state, path)
+
+
+# What inference needs from a checkpoint's metadata (ferkit.inference.predictor).
+REQUIRED_META = ("class_names", "num_classes", "image_size", "mean", "std", "backbone", "method",
+                 "class_counts", "num_samples")
+
+
+def _parse_meta(raw: str, path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    """The ``ferkit`` metadata of ``path`` as a dict holding the ``required`` keys."""
+    try:
+        meta = json.loads(raw)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: its 'ferkit' metadata is not JSON ({err}); the file was "
+                              "not written by ferkit or was edited; use another checkpoint") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its 'ferkit' metadata is a {type(meta).__name__}, not a "
+                              "mapping; use a checkpoint written by ferkit")
+    missing = [key for key in required if key not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: its metadata lacks {', '.join(missing)}; it was not "
+                              "written by this ferkit (or was edited); use another checkpoint")
+    return meta
 
 
 def check_compatible(meta: dict[str, Any], backbone: str, num_classes: int, path: Path) -> None:

@@ -206,7 +206,7 @@ def fit(
     history: list[dict[str, Any]] = []
     last_path = output_dir / "last.safetensors"
     if last_path.exists():
-        ckpt = load_checkpoint(last_path)
+        ckpt = load_checkpoint(last_path, required=("history", "scheduler"))
         load_weights(method, ckpt)
         if ckpt.optimizer_state is not None:
             optimizer.load_state_dict(ckpt.optimizer_state)
@@ -244,9 +244,11 @@ def fit(
             bar.update(1)
             if step % 20 == 0 or step == epoch_steps - 1:
                 loss = out.loss.item()
-                if loss != loss:
-                    raise FloatingPointError(f"loss is NaN at epoch {epoch + 1}, step {step}; "
-                                             "lower optim.lr or set train.grad_clip")
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training stopped: the loss is {loss} at epoch {epoch + 1}, step {step}; "
+                        "lower optim.lr or set train.grad_clip, then re-run with --overwrite "
+                        "(or a new --output-dir)")
                 bar.set_postfix(loss=f"{loss:.4f}",
                                 img_s=f"{seen * dist.world_size / (time.perf_counter() - start):.0f}")
         bar.close()

@@ -17,7 +17,7 @@ from PIL import Image
 from ferkit.cam import class_activation_maps, normalized_cams
 from ferkit.data.base import decode_image
 from ferkit.data.cache import resize_image
-from ferkit.engine.checkpoint import check_compatible, load_checkpoint, load_weights
+from ferkit.engine.checkpoint import REQUIRED_META, check_compatible, load_checkpoint, load_weights
 from ferkit.engine.evaluate import preprocess, resolve_device
 from ferkit.methods import Method, create_method
 from ferkit.models import build_classifier
@@ -47,7 +47,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
         """Rebuild the method from the checkpoint's metadata and load its weights strictly."""
-        ckpt = load_checkpoint(path)
+        ckpt = load_checkpoint(path, required=REQUIRED_META)
         meta = ckpt.meta
         model = build_classifier(meta["backbone"], meta["num_classes"],
                                  **meta.get("backbone_options", {}))

@@ -56,6 +56,9 @@ class Method(nn.Module):
     """
 
     uses_soft_labels = False
+    # True when on_epoch_start reads num_epochs (its schedule depends on the total), so a resumed
+    # run may not change train.epochs (ferkit.run_folder).
+    schedule_uses_num_epochs = False
 
     def __init__(self, model: FERClassifier, class_counts: Sequence[int], num_samples: int) -> None:
         super().__init__()

@@ -71,6 +71,8 @@ class LDAMDRW(Method):
         drw_reduction: "weighted_mean" or "mean".
     """
 
+    schedule_uses_num_epochs = True
+
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,
         max_margin: float = 0.5, scale: float = 30.0, drw_start: float = 0.8,
