@@ -37,7 +37,7 @@ def measure(root: str, limit: int | None) -> dict:
         if face is not None:
             points.append((face.landmarks - PAD) / UPSAMPLE)
     seconds = time.perf_counter() - start
-    stacked = np.stack(points)  # [N, 5, 2]
+    stacked = np.stack(points).astype(np.float64)  # [N, 5, 2]
     return {"template": stacked.mean(0).round(4).tolist(), "std": stacked.std(0).round(4).tolist(),
             "detected": len(points), "images": count, "detection_rate": len(points) / count,
             "seconds": round(seconds, 1)}
@@ -54,7 +54,8 @@ def write_doc(result: dict, command: str, path: Path) -> None:
         "",
         f"MTCNN found a face in **{result['detected']} of {result['images']} FER2013Valid crops "
         f"({100 * result['detection_rate']:.1f} %)** (48 px crops upsampled to {UPSAMPLE} px "
-        f"in a {PAD} px grey margin; min face 40 px).",
+        f"in a {PAD} px grey margin; min face 40 px). The crops are the 7-class FER2013Valid "
+        "set (majority label in the 7 classes; 3,186 of the folder's 3,579 images).",
         "",
         "Mean landmark positions over the detected crops, in [0, 1] coordinates of the 48x48 crop "
         "(x right, y down); this is the packaged template `src/ferkit/inference/ferplus_template.json`:",
@@ -86,8 +87,8 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    result = {**measure(args.root, args.limit), "commit": provenance().get("git_commit", "?"),
-              "hardware": hardware()}
+    commit = provenance().get("git_commit", "?")  # before the run writes its outputs
+    result = {**measure(args.root, args.limit), "commit": commit, "hardware": hardware()}
     print(json.dumps(result, indent=2))
     if not args.no_write:
         command = "OMP_NUM_THREADS=1 python benchmarks/align_template.py " + " ".join(sys.argv[1:])
