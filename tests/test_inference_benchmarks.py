@@ -7,10 +7,10 @@ import warnings
 from pathlib import Path
 
 import pytest
+from tests.conftest import SHARED_DATA
 
 from ferkit.inference.faces import DetectorWeightsError
 from ferkit.inference.predictor import Predictor
-from tests.conftest import SHARED_DATA
 
 FERPLUS = SHARED_DATA / "ferplus"
 pytestmark = pytest.mark.skipif(not (FERPLUS / "FER2013Valid").is_dir(),
