@@ -176,7 +176,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str =
         else:
             overlap = inter / (areas[rest] + areas[best] - inter).clamp(min=1e-9)
         order = rest[overlap <= threshold]
-    return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long)
+    return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long, device=boxes.device)
 
 
 def _square(boxes: torch.Tensor) -> torch.Tensor:
