@@ -87,7 +87,7 @@ def test_broken_checkpoints(tmp_path: Path, capsys) -> None:
     lacking = _bad_checkpoint(tmp_path / "b.safetensors", json.dumps({"class_names": ["a"]}))
     code, err = _run(capsys, ["predict", str(lacking), str(face)])
     assert code == 2 and f"{lacking}: its metadata lacks num_classes, image_size" in err
-    code, err = _run(capsys, ["predict", str(face), str(face)])
+    code, err = _run(capsys, ["predict", "-c", str(face), str(face)])
     assert code == 2 and f"cannot read checkpoint {face}" in err and "not a (complete)" in err
 
 

@@ -39,8 +39,8 @@ from ferkit.methods import METHODS, check_method_params, create_method
 from ferkit.metrics import markdown_report
 from ferkit.models import BACKBONES, build_classifier
 from ferkit.registry import suggest
-from ferkit.tempfiles import remove_dead_temp_files
 from ferkit.run_folder import check_run_folder, clear_run_folder
+from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,10 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
         "class_counts": train_set.class_counts.tolist(), "num_samples": len(train_set),
         "dataset": cfg.data.dataset, "val_source": splits.val_source, "config": to_dict(cfg),
     }
+    if cfg.data.dataset == "ferplus":  # the crops the packaged alignment template was measured on
+        from ferkit.inference.align import default_template
+
+        meta["align_template"] = default_template().tolist()
     log.info("train: %s", train_set.summary())
     log.info("val (%s): %s", splits.val_source, splits.val.summary())
     result = fit(method, train_loader, val_loader, optim_cfg=cfg.optim, train_cfg=cfg.train,
@@ -322,7 +326,7 @@ def evaluate(
     the confusion matrix."""
     from ferkit.inference import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, warn_synthetic=False)
     if tuple(dataset.class_names) != tuple(predictor.class_names):
         raise DatasetError(f"dataset classes {list(dataset.class_names)} differ from the "
                            f"checkpoint's {list(predictor.class_names)}; set num_classes to "
