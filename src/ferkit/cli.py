@@ -13,10 +13,11 @@ from ferkit import __version__
 from ferkit.config import ConfigError
 from ferkit.data.base import DatasetError
 from ferkit.engine.checkpoint import CheckpointError, atomic_write_text
+from ferkit.inference.onnx_backend import OnnxUnavailable
 from ferkit.registry import UnknownNameError
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, UnknownNameError, FileNotFoundError,
-               ValueError)
+               ValueError, OnnxUnavailable)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -64,7 +65,8 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from ferkit.inference import Predictor
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device,
+                                          backend=args.backend, threads=args.threads)
     results = predictor.predict(args.images)
     for path, result in zip(args.images, results):
         if args.json:
@@ -75,6 +77,29 @@ def _predict(args: argparse.Namespace) -> int:
         written = predictor.save_cam_overlays(args.images, args.cam_dir,
                                               [Path(p).stem for p in args.images])
         print(f"attention maps: {len(written)} files in {args.cam_dir}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ferkit.inference.export import ExportError, export_onnx
+
+    try:
+        report = export_onnx(args.checkpoint, args.out, tolerance=args.tolerance,
+                             num_parity_images=args.parity_images, exporter=args.exporter)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"parity on {report.parity_source}: max |logit difference| {report.max_abs_diff:.3g} "
+          f"(tolerance {report.tolerance:g}); argmax agrees on {100 * report.labels_agree:.0f}%")
+    print(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ferkit.inference.serve import run_server
+
+    run_server(args.checkpoint, host=args.host, port=args.port, backend=args.backend,
+               device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads)
     return 0
 
 
@@ -133,7 +158,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam-dir", help="also save attention-map overlays here")
     p.add_argument("--json", action="store_true", help="one JSON line per image")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                   help="onnx: onnxruntime on a .onnx file from `ferkit export` (a checkpoint is "
+                   "exported on the fly); needs pip install \"ferkit[onnx]\"")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("export", help="export a checkpoint to one ONNX file (with a parity check)")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest accepted |logit difference| against torch (default 1e-4)")
+    p.add_argument("--parity-images", type=int, default=32, help="crops the parity check uses")
+    p.add_argument("--exporter", default="dynamo", choices=("dynamo", "torchscript"),
+                   help="torch exporter (torchscript is deprecated in torch >= 2.9)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("serve", help="local web page and JSON endpoint for photos "
+                       "(needs pip install \"ferkit[serve]\")")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint or .onnx file (default: the shipped "
+                   "model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="upload size cap (MB)")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("datasets", help="check a dataset root and print counts per split/class")
     p.add_argument("root")

@@ -1,11 +1,15 @@
-"""Inference on new face images from a checkpoint, and class-activation-map overlays.
+"""Inference on new face images from a checkpoint or an exported ONNX file, and
+class-activation-map overlays.
 
-Inputs are face crops (as the training data: aligned faces); no face detector is bundled. The
-checkpoint carries everything preprocessing needs: input size, channels, normalisation, class names.
+Inputs are face crops (as the training data: aligned faces). The checkpoint (or the ONNX file's
+metadata) carries everything preprocessing needs: input size, channels, normalisation, class
+names. The network runs behind one small interface (``logits``, ``cams`` of a normalised batch)
+with two implementations: :class:`TorchNet` and the onnxruntime :class:`OnnxNet`.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,34 +23,85 @@ from ferkit.data.base import decode_image
 from ferkit.data.cache import resize_image
 from ferkit.engine.checkpoint import check_compatible, load_checkpoint, load_weights
 from ferkit.engine.evaluate import preprocess, resolve_device
+from ferkit.inference.onnx_backend import OnnxNet
 from ferkit.methods import Method, create_method
 from ferkit.models import build_classifier
 
 ImageInput = str | Path | Image.Image | np.ndarray
 
 
+class TorchNet:
+    """A trained method on a torch device behind the interface the predictor uses."""
+
+    backend = "torch"
+
+    def __init__(self, method: Method, device: torch.device) -> None:
+        self.method = method.eval().to(device)
+        self.device = device
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised ``[B, 3, S, S]`` -> logits ``[B, K]`` (float32, CPU)."""
+        return self.method.predict(batch.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def cams(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]`` (float32, CPU)."""
+        model = self.method.model
+        feature_map = model(batch.to(self.device)).feature_map
+        return class_activation_maps(feature_map, model.head.weight).float().cpu()
+
+
 class Predictor:
-    """A trained method plus its preprocessing, ready for new images.
+    """A trained classifier (torch or onnxruntime) plus its preprocessing, ready for new images.
 
     Example:
         >>> predictor = Predictor.from_checkpoint("runs/ferplus-ce/best.safetensors")
         >>> predictor.predict(["face.png"])[0]["label"]
         'happiness'
+        >>> Predictor.from_onnx("model.onnx").predict(["face.png"])[0]["label"]
+        'happiness'
     """
 
-    def __init__(self, method: Method, meta: dict[str, Any], device: torch.device) -> None:
-        self.method = method.eval().to(device)
+    def __init__(self, net: TorchNet | OnnxNet, meta: dict[str, Any]) -> None:
+        self.net = net
         self.meta = meta
-        self.device = device
+        self.device: torch.device = net.device
+        self.backend: str = net.backend
         self.class_names: tuple[str, ...] = tuple(meta["class_names"])
         self.image_size: int = meta["image_size"]
         self.channels: int = meta.get("channels", 3)
         self.mean: tuple[float, ...] = tuple(meta["mean"])
         self.std: tuple[float, ...] = tuple(meta["std"])
 
+    @property
+    def method(self) -> Method:
+        """The torch method (torch backend only)."""
+        if not isinstance(self.net, TorchNet):
+            raise AttributeError("an ONNX predictor has no torch method; use "
+                                 "Predictor.from_checkpoint(path, backend='torch')")
+        return self.net.method
+
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
-        """Rebuild the method from the checkpoint's metadata and load its weights strictly."""
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", backend: str = "torch",
+                        threads: int | None = None) -> Predictor:
+        """Load a checkpoint on the torch backend, or on onnxruntime (``backend="onnx"``).
+
+        Args:
+            path: a ferkit ``.safetensors`` checkpoint, or (onnx backend) a ``.onnx`` file from
+                ``ferkit export``; a checkpoint given to the onnx backend is exported to a
+                temporary file first (with the export's parity check).
+            device: torch device ("auto": cuda when available); the onnx backend runs on CPU.
+            backend: "torch" or "onnx".
+            threads: onnxruntime intra-op threads (onnx backend; None = all cores).
+        """
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"unknown backend '{backend}'; use 'torch' or 'onnx'")
+        if backend == "onnx":
+            return cls._onnx_from_any(Path(path), threads)
+        if Path(path).suffix == ".onnx":
+            raise ValueError(f"{path} is an ONNX file; load it with backend='onnx' "
+                             "(CLI: --backend onnx) or Predictor.from_onnx")
         ckpt = load_checkpoint(path)
         meta = ckpt.meta
         model = build_classifier(meta["backbone"], meta["num_classes"],
@@ -55,7 +110,36 @@ class Predictor:
         method = create_method(meta["method"], model, meta["class_counts"], meta["num_samples"],
                                meta.get("method_params"))
         load_weights(method, ckpt)
-        return cls(method, meta, resolve_device(device))
+        return cls(TorchNet(method, resolve_device(device)), meta)
+
+    @classmethod
+    def from_onnx(cls, path: str | Path, threads: int | None = None) -> Predictor:
+        """Load a ``.onnx`` file written by ``ferkit export`` on onnxruntime (CPU)."""
+        net = OnnxNet(path, threads)
+        return cls(net, net.meta)
+
+    @classmethod
+    def _onnx_from_any(cls, path: Path, threads: int | None) -> Predictor:
+        if path.suffix == ".onnx":
+            return cls.from_onnx(path, threads)
+        from ferkit.inference.export import export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="ferkit-onnx-") as tmp:
+            onnx_path = export_onnx(path, Path(tmp) / "model.onnx").path
+            return cls.from_onnx(onnx_path, threads)  # the session holds the model in memory
+
+    def logits_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised float ``[B, 3, S, S]`` -> logits ``[B, K]`` (float32, CPU): the one place
+        the network runs for predictions, on either backend."""
+        return self.net.logits(batch)
+
+    def cams_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised float ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``."""
+        return self.net.cams(batch)
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, C, S, S]`` from :meth:`load` -> the network's normalised float input."""
+        return preprocess(images, self.device, self.mean, self.std, False)
 
     def load(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Decode and resize inputs to uint8 ``[B, C, S, S]`` as in training."""
@@ -64,17 +148,17 @@ class Predictor:
             if isinstance(image, (str, Path)):
                 array = decode_image(image, self.channels)
             else:
+                if isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 1:
+                    image = image[:, :, 0]  # [H, W, 1] (as datasets return grayscale) -> [H, W]
                 pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
                 array = np.asarray(pil.convert("L" if self.channels == 1 else "RGB"))
                 array = array[:, :, None] if self.channels == 1 else array
             arrays.append(resize_image(array, self.image_size).transpose(2, 0, 1))
         return torch.from_numpy(np.stack(arrays))
 
-    @torch.no_grad()
     def logits(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Class scores ``[B, K]`` (float32, CPU)."""
-        batch = preprocess(self.load(images), self.device, self.mean, self.std, False)
-        return self.method.predict(batch).float().cpu()
+        return self.logits_from_batch(self.normalise(self.load(images)))
 
     def predict(self, images: Sequence[ImageInput]) -> list[dict[str, Any]]:
         """Predicted expression and class probabilities for each image."""
@@ -85,12 +169,9 @@ class Predictor:
             for p in probs
         ]
 
-    @torch.no_grad()
     def cams(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Class activation maps of all classes ``[B, K, h, w]`` from the classifier's last stage."""
-        model = self.method.model
-        batch = preprocess(self.load(images), self.device, self.mean, self.std, False)
-        return class_activation_maps(model(batch).feature_map, model.head.weight).float().cpu()
+        return self.cams_from_batch(self.normalise(self.load(images)))
 
     def save_cam_overlays(
         self, images: Sequence[ImageInput], out_dir: str | Path, names: Sequence[str] | None = None
