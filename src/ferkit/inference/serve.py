@@ -138,14 +138,14 @@ async def read_capped(request: Any, limit: int) -> bytes:
     """The request body, refusing (413) a declared or actual size above ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BadUpload(413, f"the upload is {int(declared) / 1e6:.1f} MB; the limit is "
-                        f"{limit / 1e6:.1f} MB (ferkit serve --max-upload-mb)")
+        raise BadUpload(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,} "
+                        f"bytes ({limit / 1e6:g} MB, ferkit serve --max-upload-mb)")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BadUpload(413, f"the upload is over the {limit / 1e6:.1f} MB limit "
-                            "(ferkit serve --max-upload-mb)")
+            raise BadUpload(413, f"the upload is over the limit of {limit:,} bytes "
+                            f"({limit / 1e6:g} MB, ferkit serve --max-upload-mb)")
         chunks.append(chunk)
     return b"".join(chunks)
 
