@@ -115,10 +115,12 @@ def test_eval_and_predict_from_checkpoint(tmp_path: Path, capsys) -> None:
                                            predictor.predict([Image.open(p) for p in paths])]
     assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-5 for p in preds)
     assert predictor.cams(paths).shape[:2] == (3, 7)
-    code = cli_main(["predict", str(ckpt), *map(str, paths), "--cam-dir", str(tmp_path / "cams")])
+    code = cli_main(["predict", str(ckpt), *map(str, paths), "--no-detect",
+                     "--cam-dir", str(tmp_path / "cams")])
     assert code == 0
     assert len(list((tmp_path / "cams").glob("*.png"))) == 3
-    assert "face0.png:" in capsys.readouterr().out
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [row[:2] for row in rows if row and row[0].endswith(".png")] == [[str(p), "1"] for p in paths]
 
 
 def test_checkpoint_errors(tmp_path: Path) -> None:

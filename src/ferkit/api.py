@@ -239,7 +239,7 @@ def evaluate(
     the confusion matrix."""
     from ferkit.inference import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, warn_synthetic=False)
     if tuple(dataset.class_names) != tuple(predictor.class_names):
         raise DatasetError(f"dataset classes {list(dataset.class_names)} differ from the "
                            f"checkpoint's {list(predictor.class_names)}; set num_classes to "

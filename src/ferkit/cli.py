@@ -13,11 +13,12 @@ from ferkit import __version__
 from ferkit.config import ConfigError
 from ferkit.data.base import DatasetError
 from ferkit.engine.checkpoint import CheckpointError, atomic_write_text
+from ferkit.inference.faces import DetectorWeightsError
 from ferkit.inference.onnx_backend import OnnxUnavailable
 from ferkit.registry import UnknownNameError
 
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, UnknownNameError, FileNotFoundError,
-               ValueError, OnnxUnavailable)
+               ValueError, DetectorWeightsError, OnnxUnavailable)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -64,19 +65,26 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from ferkit.inference import Predictor
+    from ferkit.inference.files import predict_files, write_results
+    from ferkit.inference.prior import parse_prior
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device,
-                                          backend=args.backend, threads=args.threads)
-    results = predictor.predict(args.images)
-    for path, result in zip(args.images, results):
-        if args.json:
-            print(json.dumps({"image": str(path), **result}))
-        else:
-            print(f"{path}: {result['label']} ({100 * result['confidence']:.1f}%)")
-    if args.cam_dir:
-        written = predictor.save_cam_overlays(args.images, args.cam_dir,
-                                              [Path(p).stem for p in args.images])
-        print(f"attention maps: {len(written)} files in {args.cam_dir}")
+    images, checkpoint = list(args.images), args.checkpoint
+    if checkpoint is None and images and images[0].endswith((".safetensors", ".onnx")):
+        checkpoint = images.pop(0)  # the earlier form: ferkit predict CHECKPOINT IMAGE...
+    if not images:
+        raise ValueError("ferkit predict needs at least one image, folder or glob pattern")
+    prior = parse_prior(args.prior)
+    options = {"device": args.device, "backend": args.backend, "threads": args.threads}
+    predictor = (Predictor.from_checkpoint(checkpoint, **options) if checkpoint
+                 else Predictor.from_pretrained(**options))
+    predictor.batch_size = args.batch_size
+    results = predict_files(predictor, images, detect=not args.no_detect, prior=prior, tau=args.tau,
+                            batch_size=args.batch_size, annotate_dir=args.annotate,
+                            cam_dir=args.cam_dir, cam_mirror=args.cam_mirror)
+    read, failed = write_results(results, predictor.class_names, "jsonl" if args.json else args.format)
+    if read == 0:
+        print(f"error: no image could be read ({failed} unreadable input(s))", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -152,17 +160,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the JSON and markdown (default: beside the checkpoint)")
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("predict", help="predict expressions of face images")
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--cam-dir", help="also save attention-map overlays here")
-    p.add_argument("--json", action="store_true", help="one JSON line per image")
+    p = sub.add_parser(
+        "predict", help="expressions of every face in photos (or face crops with --no-detect)",
+        description="Detect faces (MTCNN), align each to the training-crop geometry and classify "
+        "it. Exit status: 0 when at least one image was read (images without a face included), 1 "
+        "when no input could be read, 2 for a usage or checkpoint error.")
+    p.add_argument("images", nargs="+", help="image files, folders and glob patterns")
+    p.add_argument("-c", "--checkpoint", help="a ferkit checkpoint (default: the packaged model)")
+    p.add_argument("--format", default="table", choices=("table", "jsonl", "csv"),
+                   help="output: a readable table (default), JSON lines or CSV (with landmarks)")
+    p.add_argument("--json", action="store_true", help="same as --format jsonl")
+    p.add_argument("--no-detect", action="store_true",
+                   help="inputs are already face crops: classify each whole image")
+    p.add_argument("--prior", default="train", metavar="train|uniform|v1,v2,...",
+                   help="class prior to assume at deployment (post-hoc logit adjustment; "
+                   "default train = the model as trained)")
+    p.add_argument("--tau", type=float, default=1.0, help="strength of the prior adjustment")
+    p.add_argument("--annotate", metavar="DIR", help="write a copy of each photo with boxes and labels")
+    p.add_argument("--cam-dir", help="also save attention maps of every face here")
+    p.add_argument("--cam-mirror", action="store_true",
+                   help="attention maps with the mirrored face as a second row (the paper's Figure 4)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="images decoded at a time and faces per forward pass (bounds memory)")
     p.add_argument("--device", default="auto")
     p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
                    help="onnx: onnxruntime on a .onnx file from `ferkit export` (a checkpoint is "
                    "exported on the fly); needs pip install \"ferkit[onnx]\"")
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
-    p.set_defaults(func=_predict)
+    p.set_defaults(func=_predict, checkpoint=None)
 
     p = sub.add_parser("export", help="export a checkpoint to one ONNX file (with a parity check)")
     p.add_argument("checkpoint")
