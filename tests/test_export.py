@@ -36,7 +36,7 @@ def write_tiny_checkpoint(path: Path, channels: int = 1, seed: int = 0) -> Path:
     meta = {"class_names": NAMES, "num_classes": 7, "image_size": 32, "channels": channels,
             "mean": [0.5, 0.45, 0.4], "std": [0.25, 0.2, 0.22], "backbone": "tiny_cnn",
             "backbone_options": {"width": 8}, "method": "ce", "method_params": {},
-            "class_counts": COUNTS, "num_samples": sum(COUNTS), "dataset": "synthetic",
+            "class_counts": COUNTS, "num_samples": sum(COUNTS), "dataset": "test-fixture",
             "align_template": TEMPLATE}
     return save_checkpoint(path, method, meta)
 
@@ -149,8 +149,8 @@ def test_cli_export_then_predict_with_onnx(tmp_path: Path, capsys: pytest.Captur
         Image.fromarray(image).save(face)
     lines = {}
     for backend, model in (("torch", ckpt), ("onnx", out)):
-        assert main(["predict", str(model), *map(str, faces), "--json", "--backend", backend,
-                     "--threads", "1", "--device", "cpu"]) == 0
+        assert main(["predict", *map(str, faces), "-c", str(model), "--no-detect", "--json",
+                     "--backend", backend, "--threads", "1", "--device", "cpu"]) == 0
         lines[backend] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["label"] for r in lines["onnx"]] == [r["label"] for r in lines["torch"]]
     for a, b in zip(lines["onnx"], lines["torch"]):
