@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 import threading
@@ -158,9 +159,9 @@ def test_page_and_assets_are_local(client: TestClient) -> None:
         assert not re.search(r"https?://|//cdn|@import|fonts\.", text), item.name
 
 
-@pytest.fixture(scope="module")
-def live_url(predictor: Predictor) -> Iterator[str]:
-    """The app on a real uvicorn server on a free port of 127.0.0.1, in a thread."""
+@contextlib.contextmanager
+def live_server(predictor: Predictor) -> Iterator[str]:
+    """The app on a real uvicorn server on a free port of 127.0.0.1, in a thread; yields its URL."""
     import uvicorn
 
     config = uvicorn.Config(create_app(predictor, max_upload_bytes=LIMIT), host="127.0.0.1", port=0,
@@ -168,14 +169,22 @@ def live_url(predictor: Predictor) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    for _ in range(200):
+    for _ in range(400):
         if server.started:
             break
         threading.Event().wait(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    assert server.started, "uvicorn did not start within 20 s"
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_url(predictor: Predictor) -> Iterator[str]:
+    with live_server(predictor) as url:
+        yield url
 
 
 def test_concurrent_requests_on_a_live_server(live_url: str, astronaut: bytes) -> None:
