@@ -36,3 +36,26 @@ def best_face(detector: MTCNN, photo: np.ndarray) -> Face | None:
 def detector(min_face_size: float = 40.0) -> MTCNN:
     """The packaged detector; faces in these photos are >= 160 px, so the pyramid can start coarse."""
     return MTCNN.from_package(min_face_size=min_face_size)
+
+
+def scores(predictions: list[int], targets: list[int], num_classes: int) -> dict[str, float]:
+    """Overall and mean class accuracy (fractions) of integer predictions."""
+    import torch
+
+    from ferkit.metrics import accuracy, confusion_matrix, mean_class_accuracy
+
+    confusion = confusion_matrix(torch.as_tensor(predictions), torch.as_tensor(targets), num_classes)
+    return {"accuracy": accuracy(confusion), "mean_class_accuracy": mean_class_accuracy(confusion),
+            "n": len(targets)}
+
+
+def replace_section(path: Path, name: str, block: str, title: str) -> None:
+    """Replace ``<!-- name:start --> ... <!-- name:end -->`` in ``path`` (append when absent)."""
+    text = path.read_text() if path.exists() else f"# {title}\n"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{block.strip()}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _fer_crops import PAD, UPSAMPLE, as_photo, best_face, detector, valid_set
+from _fer_crops import PAD, UPSAMPLE, as_photo, best_face, detector, replace_section, valid_set
 
 from ferkit.api import hardware, provenance
 
@@ -46,7 +46,6 @@ def measure(root: str, limit: int | None) -> dict:
 def write_doc(result: dict, command: str, path: Path) -> None:
     """Write (or refresh) the template section of docs/alignment.md, keeping other sections."""
     lines = [
-        "<!-- template:start -->",
         "## The alignment template",
         "",
         f"Command: `{command}`  ",
@@ -65,19 +64,7 @@ def write_doc(result: dict, command: str, path: Path) -> None:
     ]
     for name, (x, y), (sx, sy) in zip(POINTS, result["template"], result["std"]):
         lines.append(f"| {name} | {x:.4f} | {y:.4f} | {sx:.4f} | {sy:.4f} |")
-    lines.append("<!-- template:end -->")
-    replace_section(path, "template", "\n".join(lines))
-
-
-def replace_section(path: Path, name: str, block: str) -> None:
-    """Replace ``<!-- name:start --> ... <!-- name:end -->`` in ``path`` (append when absent)."""
-    text = path.read_text() if path.exists() else "# Alignment: from a photo to a training-like crop\n"
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    replace_section(path, "template", "\n".join(lines), "Alignment: from a photo to a training-like crop")
 
 
 def main() -> int:

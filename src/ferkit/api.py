@@ -188,6 +188,10 @@ def train(cfg: RunConfig) -> FitResult:
         "class_counts": train_set.class_counts.tolist(), "num_samples": len(train_set),
         "dataset": cfg.data.dataset, "val_source": splits.val_source, "config": to_dict(cfg),
     }
+    if cfg.data.dataset == "ferplus":  # the crops the packaged alignment template was measured on
+        from ferkit.inference.align import default_template
+
+        meta["align_template"] = default_template().tolist()
     log.info("train: %s", train_set.summary())
     log.info("val (%s): %s", splits.val_source, splits.val.summary())
     result = fit(method, train_loader, val_loader, optim_cfg=cfg.optim, train_cfg=cfg.train,

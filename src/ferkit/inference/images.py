@@ -42,7 +42,7 @@ def read_image(path: str | Path) -> np.ndarray:
 
     Raises:
         ImageReadError: missing file, not an image, or more pixels than Pillow decodes safely
-            (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 megapixels by default).
+            (twice ``PIL.Image.MAX_IMAGE_PIXELS``: about 179 megapixels by default).
     """
     try:
         with Image.open(path) as image:
@@ -50,10 +50,11 @@ def read_image(path: str | Path) -> np.ndarray:
     except FileNotFoundError as err:
         raise ImageReadError(f"{path}: file not found") from err
     except Image.DecompressionBombError as err:
-        limit = Image.MAX_IMAGE_PIXELS
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # Pillow refuses above twice its warning limit
         raise ImageReadError(
             f"{path}: too large to decode safely ({err}). ferkit reads images up to "
-            f"{limit / 1e6:.0f} megapixels; downscale it first (faces need far fewer pixels)") from err
+            f"{limit / 1e6:.0f} megapixels (Pillow's safety limit); downscale it first (faces need "
+            "far fewer pixels)") from err
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ImageReadError(f"{path}: not a readable image ({err})") from err
 
