@@ -218,15 +218,9 @@ def run_server(checkpoint: str | None, host: str = "127.0.0.1", port: int = 8000
     _starlette()
     import uvicorn
 
-    if checkpoint is None:
-        predictor = Predictor.from_pretrained(device)
-        if backend == "onnx":
-            from ferkit.inference.predictor import pretrained_path
-
-            predictor = Predictor.from_checkpoint(pretrained_path(), backend="onnx", threads=threads)
-    else:
-        predictor = Predictor.from_checkpoint(checkpoint, device=device, backend=backend,
-                                              threads=threads)
+    options = {"device": device, "backend": backend, "threads": threads}
+    predictor = (Predictor.from_pretrained(**options) if checkpoint is None
+                 else Predictor.from_checkpoint(checkpoint, **options))
     app = create_app(predictor, int(max_upload_mb * 1e6))
     print(f"ferkit serve: {predictor.meta.get('backbone')} ({predictor.backend}) on "
           f"http://{host}:{port}/  (Ctrl+C stops)")
