@@ -175,3 +175,25 @@ def test_parity_crops_fall_back_to_generated_faces(tmp_path: Path) -> None:
             "config": {"data": {"dataset": "ferplus", "root": str(tmp_path / "absent")}}}
     images, source = parity_crops(meta, count=3)
     assert source == "generated faces (3)" and [a.shape for a in images] == [(24, 24, 1)] * 3
+
+
+def test_checkpoint_on_the_onnx_backend_is_exported_on_the_fly(tiny_export: tuple[Path, Path]) -> None:
+    ckpt, _ = tiny_export
+    onnx_pred = Predictor.from_checkpoint(ckpt, backend="onnx", threads=1)
+    images = crops(3)
+    assert onnx_pred.backend == "onnx" and isinstance(onnx_pred.net, OnnxNet)
+    expected = Predictor.from_checkpoint(ckpt, device="cpu").logits(images)
+    assert float((onnx_pred.logits(images) - expected).abs().max()) < 1e-4
+    with pytest.raises(AttributeError, match="an ONNX predictor has no torch method"):
+        onnx_pred.method  # noqa: B018
+
+
+@pytest.mark.realdata
+def test_shipped_model_exports_and_agrees_on_real_crops(tmp_path: Path) -> None:
+    from ferkit.inference.predictor import pretrained_path
+
+    if not pretrained_path().is_file():
+        pytest.skip(f"the shipped model {pretrained_path()} is not in this checkout")
+    report = export_onnx(pretrained_path(), tmp_path / "shipped.onnx", exporter="torchscript")
+    assert report.max_abs_diff <= 1e-4 and report.labels_agree == 1.0
+    assert report.num_parity_images == 32

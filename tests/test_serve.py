@@ -201,3 +201,22 @@ def test_concurrent_requests_on_a_live_server(live_url: str, astronaut: bytes) -
     assert [r.status_code for r in responses] == [200, 400, 200, 422, 200, 200]
     faces = [r.json()["faces"] for r in responses if r.status_code == 200]
     assert all(f == faces[0] for f in faces)  # one model, one lock: identical answers
+
+
+def test_onnx_backend_serves_the_same_answer(predictor: Predictor, astronaut: bytes,
+                                             tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime", reason='needs the [onnx] extra: pip install "ferkit[onnx]"')
+    from ferkit.inference.export import export_onnx
+
+    ckpt = save_checkpoint(tmp_path / "same.safetensors", predictor.method, predictor.meta)
+    onnx_predictor = Predictor.from_onnx(export_onnx(ckpt, tmp_path / "m.onnx", exporter="torchscript",
+                                                     num_parity_images=4).path, threads=1)
+    answers = {}
+    for name, model in (("torch", predictor), ("onnx", onnx_predictor)):
+        with TestClient(create_app(model, max_upload_bytes=LIMIT)) as test_client:
+            response = test_client.post("/api/predict?prior=uniform", content=astronaut)
+        assert response.status_code == 200 and response.json()["backend"] == name
+        answers[name] = response.json()["faces"][0]
+    assert answers["onnx"]["label"] == answers["torch"]["label"]
+    assert answers["onnx"]["box"] == answers["torch"]["box"]
+    assert answers["onnx"]["probabilities"] == pytest.approx(answers["torch"]["probabilities"], abs=1e-5)
