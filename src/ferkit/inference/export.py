@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,21 @@ def parity_crops(meta: dict[str, Any], count: int = PARITY_IMAGES) -> tuple[list
     return [dataset.load_image(i) for i in range(len(dataset))], f"generated faces ({count})"
 
 
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """The exporter's progress notes (one INFO line per optimisation pass, a WARNING per missing
+    torchvision op) hidden for the duration; errors still show."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def _to_onnx(net: TorchNet, image_size: int, path: Path, exporter: str) -> None:
     require("onnx", "ONNX export")
     module = _ExportNet(net).eval()
@@ -101,7 +117,8 @@ def _to_onnx(net: TorchNet, image_size: int, path: Path, exporter: str) -> None:
         return
     require("onnxscript", "ONNX export (torch's dynamo exporter)")
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad():
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad(), \
+            _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx"):
         warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecation notes
         program = torch.onnx.export(
             module, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
@@ -141,7 +158,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = DEFA
         raise ValueError(f"unknown exporter '{exporter}'; use one of {', '.join(EXPORTERS)}")
     if out.suffix != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")
-    torch_predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    torch_predictor = Predictor.from_checkpoint(checkpoint, device="cpu", warn_synthetic=False)
     meta = torch_predictor.meta
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")

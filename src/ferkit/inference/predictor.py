@@ -168,9 +168,7 @@ class Predictor:
         from ferkit.inference.export import export_onnx
 
         with tempfile.TemporaryDirectory(prefix="ferkit-onnx-") as tmp:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # warned once below, not per load
-                onnx_path = export_onnx(path, Path(tmp) / "model.onnx").path
+            onnx_path = export_onnx(path, Path(tmp) / "model.onnx").path
             return cls.from_onnx(onnx_path, threads, warn_synthetic)  # the session keeps the model
 
     @classmethod
