@@ -6,6 +6,7 @@ import base64
 import contextlib
 import io
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -220,3 +221,16 @@ def test_onnx_backend_serves_the_same_answer(predictor: Predictor, astronaut: by
     assert answers["onnx"]["label"] == answers["torch"]["label"]
     assert answers["onnx"]["box"] == answers["torch"]["box"]
     assert answers["onnx"]["probabilities"] == pytest.approx(answers["torch"]["probabilities"], abs=1e-5)
+
+
+def test_cli_serve_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from ferkit.cli import main
+    from ferkit.inference.predictor import pretrained_path
+
+    if not pretrained_path().is_file():
+        assert main(["serve", "--port", "0"]) == 2
+        assert "error: the packaged model" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # the [serve] extra "not installed"
+    assert main(["serve", "missing.safetensors"]) == 2
+    assert capsys.readouterr().err == ('error: ferkit serve needs starlette and uvicorn; install the '
+                                       'optional extra: pip install "ferkit[serve]"\n')

@@ -106,8 +106,12 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from ferkit.inference.serve import run_server
 
-    run_server(args.checkpoint, host=args.host, port=args.port, backend=args.backend,
-               device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads)
+    try:
+        run_server(args.checkpoint, host=args.host, port=args.port, backend=args.backend,
+                   device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads)
+    except ImportError as err:  # the [serve] or [onnx] extra is missing; the message names it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -45,9 +45,10 @@ class BadUpload(Exception):
         self.status = status
 
 
-def _starlette() -> Any:
+def _starlette() -> None:
     try:
         import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
     except ImportError as err:
         raise ImportError('ferkit serve needs starlette and uvicorn; install the optional extra: '
                           'pip install "ferkit[serve]"') from err
