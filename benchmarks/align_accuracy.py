@@ -75,6 +75,9 @@ def table(result: dict, command: str, meta: dict, seconds: float, commit: str) -
         f"{hardware()} (loaded machine), {seconds:.0f} s.",
         f"FER2013Valid, {result['images']} crops, faces detected in {result['detected']} "
         f"({100 * result['detected'] / result['images']:.1f} %).",
+        "Where alignment rotates or shrinks a face, the aligned crop shows the grey margin of this "
+        "set-up (a real photo shows the scene around the face there), which the model never saw "
+        "in training: the photo path is measured here at a small disadvantage.",
         "",
         "| path | crops | n | mean class acc | overall acc |",
         "|---|---|---|---|---|",

@@ -86,6 +86,7 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, monkey
     assert [r["train"]["loss"] for r in ha] == [r["train"]["loss"] for r in hb]
 
 
+@pytest.mark.filterwarnings("ignore:.*synthetic dataset")
 def test_eval_and_predict_from_checkpoint(tmp_path: Path, capsys) -> None:
     cfg = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 1}))
     api.train(cfg)

@@ -71,6 +71,7 @@ def test_canvas_every_copy_found_no_false_positive(detector: MTCNN) -> None:
 def test_grayscale_input_and_bad_shape(detector: MTCNN) -> None:
     gray = np.asarray(Image.fromarray(skimage_data.astronaut()).convert("L"))
     assert len(detector.detect(gray)) == 1
+    assert detector.detect(np.full((5, 5, 3), 128, np.uint8)) == []  # smaller than any window
     with pytest.raises(ValueError, match=r"RGB image \[H, W, 3\] uint8, got shape \(4, 4, 2\)"):
         detector.detect(np.zeros((4, 4, 2), np.uint8))
 

@@ -188,3 +188,15 @@ def test_files_bounded_batches(tiny_checkpoint: Path, photos: Path, monkeypatch:
     inputs = [str(photos / "coffee.png")] * 5
     results = list(files.predict_files(model, inputs, detect=False, batch_size=2))
     assert seen == [2, 2, 1] and len(results) == 5 and all(r.status == "ok" for r in results)
+
+
+@pytest.mark.filterwarnings("ignore:.*synthetic dataset")
+def test_cli_without_checkpoint_uses_the_packaged_model(
+    tiny_checkpoint: Path, photos: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    monkeypatch.setattr(predictor_module, "pretrained_path", lambda: tiny_checkpoint)
+    code, out, _ = run_cli(["predict", str(photos / "astronaut.png")], capsys)
+    assert code == 0 and out.splitlines()[1].split()[:2] == [str(photos / "astronaut.png"), "1"]
+    monkeypatch.setattr(predictor_module, "pretrained_path", lambda: tmp_path / "absent.safetensors")
+    code, _, err = run_cli(["predict", str(photos / "astronaut.png")], capsys)
+    assert code == 2 and "the packaged model" in err and "absent.safetensors is missing" in err

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ferkit.inference.mtcnn_nets import ONet, PNet, RNet
+
 INSTALL_HINT = "pip install --no-deps facenet-pytorch==2.6.0"
 WEIGHT_SHA256 = {
     "pnet": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
@@ -49,78 +51,6 @@ class Face:
 
 class DetectorWeightsError(RuntimeError):
     """The MTCNN weight files are missing or are not the expected files."""
-
-
-def _conv_prelu(name: str, cin: int, cout: int, k: int) -> list[tuple[str, nn.Module]]:
-    return [(f"conv{name}", nn.Conv2d(cin, cout, k)), (f"prelu{name}", nn.PReLU(cout))]
-
-
-class PNet(nn.Module):
-    """Proposal network: fully convolutional, a 12x12 window per output cell, stride 2."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
-        self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
-        self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
-        self.conv4_1 = nn.Conv2d(32, 2, 1)
-        self.conv4_2 = nn.Conv2d(32, 4, 1)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, 3, H, W]`` -> face probability ``[B, h, w]``, box offsets ``[B, 4, h, w]``."""
-        x = F.max_pool2d(self.prelu1(self.conv1(x)), 2, 2, ceil_mode=True)
-        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
-        return self.conv4_1(x).softmax(dim=1)[:, 1], self.conv4_2(x)
-
-
-def _flatten(x: torch.Tensor) -> torch.Tensor:
-    # The weight files were converted from a model whose dense layers read features in
-    # (width, height, channel) order.
-    return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
-
-
-class RNet(nn.Module):
-    """Refinement network on 24x24 crops."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
-        self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
-        self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
-        self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
-        self.dense5_1 = nn.Linear(128, 2)
-        self.dense5_2 = nn.Linear(128, 4)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[N, 3, 24, 24]`` -> face probability ``[N]``, box offsets ``[N, 4]``."""
-        x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
-        x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
-        x = self.prelu4(self.dense4(_flatten(self.prelu3(self.conv3(x)))))
-        return self.dense5_1(x).softmax(dim=1)[:, 1], self.dense5_2(x)
-
-
-class ONet(nn.Module):
-    """Output network on 48x48 crops: score, box offsets and five landmarks."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
-        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
-        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
-        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
-        self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
-        self.dense6_1 = nn.Linear(256, 2)
-        self.dense6_2 = nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``[N, 3, 48, 48]`` -> probability ``[N]``, offsets ``[N, 4]``, landmarks ``[N, 10]``
-        (five x then five y, relative to the crop)."""
-        x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
-        x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
-        x = F.max_pool2d(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)
-        x = self.prelu5(self.dense5(_flatten(self.prelu4(self.conv4(x)))))
-        return self.dense6_1(x).softmax(dim=1)[:, 1], self.dense6_2(x), self.dense6_3(x)
 
 
 def weights_dir() -> Path:
@@ -176,7 +106,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str =
         else:
             overlap = inter / (areas[rest] + areas[best] - inter).clamp(min=1e-9)
         order = rest[overlap <= threshold]
-    return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long)
+    return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long, device=boxes.device)
 
 
 def _square(boxes: torch.Tensor) -> torch.Tensor:

@@ -194,11 +194,10 @@ class Predictor:
         """Inputs -> uint8 ``[B, C, S, S]`` at the model's size and colour mode, as in training."""
         arrays = []
         for image in images:
-            rgb = as_rgb(image)
+            pixels = as_rgb(image)
             if self.channels == 1:
-                gray = np.asarray(Image.fromarray(rgb).convert("L"))[:, :, None]
-                rgb = gray
-            arrays.append(resize_image(np.ascontiguousarray(rgb), self.image_size).transpose(2, 0, 1))
+                pixels = np.asarray(Image.fromarray(pixels).convert("L"))[:, :, None]
+            arrays.append(resize_image(np.ascontiguousarray(pixels), self.image_size).transpose(2, 0, 1))
         return torch.from_numpy(np.stack(arrays))
 
     load = to_batch  # the earlier name
