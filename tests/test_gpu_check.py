@@ -38,7 +38,7 @@ def test_run_writes_results_for_every_method(tmp_path: Path) -> None:
     _fake_pack(tmp_path / "pack", module)
     out = tmp_path / "out"
     module.main(["run", "--pack", str(tmp_path / "pack"), "--out", str(out), "--size", "32",
-                 "--batch-size", "8", "--iters", "1", "--device", "cpu", "--budget-s", "1",
+                 "--batch-size", "8", "--iters", "1", "--device", "cpu", "--epochs", "1",
                  "--backbone", "tiny_cnn"])
     summary = json.loads((out / "gpu_check.json").read_text())
     assert [r["method"] for r in summary["runs"]] == ["ce", "cb", "mek"]

@@ -17,13 +17,15 @@ from ferkit.config import ConfigError
 from ferkit.data.base import DatasetError
 from ferkit.engine.checkpoint import CheckpointError, atomic_write_text
 from ferkit.inference.faces import DetectorWeightsError
+from ferkit.inference.onnx_backend import OnnxUnavailable
 from ferkit.models.weights import WeightsError
 from ferkit.registry import UnknownNameError
 
 # Errors that are the user's to fix: one line (plus detail lines) and exit code 2; -v adds the
 # traceback. FloatingPointError is the NaN / inf loss stop.
 USER_ERRORS = (ConfigError, DatasetError, CheckpointError, UnknownNameError, WeightsError,
-               FileNotFoundError, FloatingPointError, ValueError, DetectorWeightsError)
+               FileNotFoundError, FloatingPointError, ValueError, DetectorWeightsError,
+               OnnxUnavailable)
 
 
 class Terminated(KeyboardInterrupt):
@@ -91,13 +93,14 @@ def _predict(args: argparse.Namespace) -> int:
     from ferkit.inference.prior import parse_prior
 
     images, checkpoint = list(args.images), args.checkpoint
-    if checkpoint is None and images and images[0].endswith(".safetensors"):
+    if checkpoint is None and images and images[0].endswith((".safetensors", ".onnx")):
         checkpoint = images.pop(0)  # the earlier form: ferkit predict CHECKPOINT IMAGE...
     if not images:
         raise ValueError("ferkit predict needs at least one image, folder or glob pattern")
     prior = parse_prior(args.prior)
-    predictor = (Predictor.from_checkpoint(checkpoint, device=args.device) if checkpoint
-                 else Predictor.from_pretrained(device=args.device))
+    options = {"device": args.device, "backend": args.backend, "threads": args.threads}
+    predictor = (Predictor.from_checkpoint(checkpoint, **options) if checkpoint
+                 else Predictor.from_pretrained(**options))
     predictor.batch_size = args.batch_size
     results = predict_files(predictor, images, detect=not args.no_detect, prior=prior, tau=args.tau,
                             batch_size=args.batch_size, annotate_dir=args.annotate,
@@ -106,6 +109,33 @@ def _predict(args: argparse.Namespace) -> int:
     if read == 0:
         print(f"error: no image could be read ({failed} unreadable input(s))", file=sys.stderr)
         return 1
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ferkit.inference.export import ExportError, export_onnx
+
+    try:
+        report = export_onnx(args.checkpoint, args.out, tolerance=args.tolerance,
+                             num_parity_images=args.parity_images, exporter=args.exporter)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"parity on {report.parity_source}: max |logit difference| {report.max_abs_diff:.3g} "
+          f"(tolerance {report.tolerance:g}); argmax agrees on {100 * report.labels_agree:.0f}%")
+    print(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ferkit.inference.serve import run_server
+
+    try:
+        run_server(args.checkpoint, host=args.host, port=args.port, backend=args.backend,
+                   device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads)
+    except ImportError as err:  # the [serve] or [onnx] extra is missing; the message names it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -185,7 +215,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8,
                    help="images decoded at a time and faces per forward pass (bounds memory)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                   help="onnx: onnxruntime on a .onnx file from `ferkit export` (a checkpoint is "
+                   "exported on the fly); needs pip install \"ferkit[onnx]\"")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     p.set_defaults(func=_predict, checkpoint=None)
+
+    p = sub.add_parser("export", help="export a checkpoint to one ONNX file (with a parity check)")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest accepted |logit difference| against torch (default 1e-4)")
+    p.add_argument("--parity-images", type=int, default=32, help="crops the parity check uses")
+    p.add_argument("--exporter", default="dynamo", choices=("dynamo", "torchscript"),
+                   help="torch exporter (torchscript is deprecated in torch >= 2.9)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("serve", help="local web page and JSON endpoint for photos "
+                       "(needs pip install \"ferkit[serve]\")")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint or .onnx file (default: the shipped "
+                   "model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="upload size cap (MB)")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("datasets", help="check a dataset root and print counts per split/class")
     p.add_argument("root")

@@ -1,11 +1,16 @@
-"""Inference on new images from a checkpoint: photos (detect -> align -> classify) or face crops.
+"""Inference on new images from a checkpoint or an exported ONNX file: photos (detect -> align ->
+classify) or face crops.
 
-The checkpoint carries everything preprocessing needs: input size, channels, normalisation, class
-names, training class counts (for the deployment prior) and optionally the alignment template.
+The checkpoint (or the ONNX file's metadata) carries everything preprocessing needs: input size,
+channels, normalisation, class names, training class counts (for the deployment prior) and
+optionally the alignment template. The classifier runs behind one small interface (``logits`` and
+``cams`` of a normalised batch) with two backends: :class:`TorchNet` and onnxruntime's
+:class:`~ferkit.inference.onnx_backend.OnnxNet`. Face detection always runs in torch.
 """
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections.abc import Sequence
 from importlib import resources
@@ -29,6 +34,7 @@ from ferkit.engine.evaluate import preprocess, resolve_device
 from ferkit.inference.align import align_face, template_from_meta
 from ferkit.inference.faces import MTCNN, Face
 from ferkit.inference.images import downscale_for_detection, read_image, to_rgb_array
+from ferkit.inference.onnx_backend import OnnxNet
 from ferkit.inference.prior import Prior, adjust_logits
 from ferkit.methods import Method, create_method
 from ferkit.models import build_classifier
@@ -54,20 +60,52 @@ def as_rgb(image: ImageInput) -> np.ndarray:
     return np.repeat(array[:, :, None], 3, axis=2) if array.ndim == 2 else array
 
 
+class TorchNet:
+    """A trained method on a torch device behind the interface the predictor uses."""
+
+    backend = "torch"
+
+    def __init__(self, method: Method, device: torch.device) -> None:
+        self.method = method.eval().to(device)
+        self.device = device
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised ``[B, 3, S, S]`` -> logits ``[B, K]`` (float32, CPU)."""
+        return self.method.predict(batch.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def cams(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]`` (float32, CPU)."""
+        model = self.method.model
+        feature_map = model(batch.to(self.device)).feature_map
+        return class_activation_maps(feature_map, model.head.weight).float().cpu()
+
+
+def _warn_if_synthetic(meta: dict[str, Any], path: Path | str) -> None:
+    if meta.get("dataset") == "synthetic":
+        warnings.warn(f"{path} was trained on the synthetic dataset (generated shapes, not "
+                      "faces): its answers on real photos mean nothing", UserWarning, stacklevel=3)
+
+
 class Predictor:
-    """A trained method plus its preprocessing, ready for photos and face crops.
+    """A trained classifier (torch or onnxruntime) plus its preprocessing, ready for photos and
+    face crops.
 
     Example:
         >>> predictor = Predictor.from_pretrained()
         >>> predictor.predict_photo("astronaut.png")[0]["label"]
         'happiness'
+        >>> Predictor.from_onnx("model.onnx").predict(["face.png"])[0]["label"]
+        'happiness'
     """
 
-    def __init__(self, method: Method, meta: dict[str, Any], device: torch.device,
-                 batch_size: int = 64, detect_max_side: int = 1600) -> None:
-        self.method = method.eval().to(device)
+    def __init__(self, net: TorchNet | OnnxNet, meta: dict[str, Any], batch_size: int = 64,
+                 detect_max_side: int = 1600) -> None:
+        self.net = net
+        self.backend: str = net.backend
         self.meta = meta
-        self.device = device
+        self.device: torch.device = net.device
         self.class_names: tuple[str, ...] = tuple(meta["class_names"])
         self.image_size: int = meta["image_size"]
         self.channels: int = meta.get("channels", 3)
@@ -79,28 +117,69 @@ class Predictor:
         self.detect_max_side = detect_max_side
         self._detector: MTCNN | None = None
 
+    @property
+    def method(self) -> Method:
+        """The torch method (torch backend only)."""
+        if not isinstance(self.net, TorchNet):
+            raise AttributeError("an ONNX predictor has no torch method; use "
+                                 "Predictor.from_checkpoint(path, backend='torch')")
+        return self.net.method
+
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", warn_synthetic: bool = True
-                        ) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", warn_synthetic: bool = True,
+                        backend: str = "torch", threads: int | None = None) -> Predictor:
         """Rebuild the method from the checkpoint's metadata and load its weights strictly.
 
-        Warns (``warn_synthetic``) when the checkpoint was trained on ferkit's synthetic data.
+        Args:
+            path: a ferkit ``.safetensors`` checkpoint, or (onnx backend) a ``.onnx`` file from
+                ``ferkit export``; a checkpoint given to the onnx backend is exported to a
+                temporary file first (with the export's parity check).
+            device: torch device ("auto": cuda when available); onnxruntime runs on the CPU.
+            warn_synthetic: warn when the model was trained on ferkit's synthetic data.
+            backend: "torch" or "onnx".
+            threads: onnxruntime intra-op threads (onnx backend; None = all cores).
         """
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"unknown backend '{backend}'; use 'torch' or 'onnx'")
+        if backend == "onnx":
+            return cls._onnx_from_any(Path(path), threads, warn_synthetic)
+        if Path(path).suffix == ".onnx":
+            raise ValueError(f"{path} is an ONNX file; load it with backend='onnx' "
+                             "(CLI: --backend onnx) or Predictor.from_onnx")
         ckpt = load_checkpoint(path, required=REQUIRED_META)
         meta = ckpt.meta
-        if warn_synthetic and meta.get("dataset") == "synthetic":
-            warnings.warn(f"{ckpt.path} was trained on the synthetic dataset (generated shapes, not "
-                          "faces): its answers on real photos mean nothing", UserWarning, stacklevel=2)
+        if warn_synthetic:
+            _warn_if_synthetic(meta, ckpt.path)
         model = build_classifier(meta["backbone"], meta["num_classes"],
                                  **meta.get("backbone_options", {}))
         check_compatible(meta, meta["backbone"], model.num_classes, ckpt.path)
         method = create_method(meta["method"], model, meta["class_counts"], meta["num_samples"],
                                meta.get("method_params"))
         load_weights(method, ckpt)
-        return cls(method, meta, resolve_device(device))
+        return cls(TorchNet(method, resolve_device(device)), meta)
 
     @classmethod
-    def from_pretrained(cls, device: str = "auto") -> Predictor:
+    def from_onnx(cls, path: str | Path, threads: int | None = None, warn_synthetic: bool = True
+                  ) -> Predictor:
+        """Load a ``.onnx`` file written by ``ferkit export`` on onnxruntime (CPU)."""
+        net = OnnxNet(path, threads)
+        if warn_synthetic:
+            _warn_if_synthetic(net.meta, path)
+        return cls(net, net.meta)
+
+    @classmethod
+    def _onnx_from_any(cls, path: Path, threads: int | None, warn_synthetic: bool) -> Predictor:
+        if path.suffix == ".onnx":
+            return cls.from_onnx(path, threads, warn_synthetic)
+        from ferkit.inference.export import export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="ferkit-onnx-") as tmp:
+            onnx_path = export_onnx(path, Path(tmp) / "model.onnx").path
+            return cls.from_onnx(onnx_path, threads, warn_synthetic)  # the session keeps the model
+
+    @classmethod
+    def from_pretrained(cls, device: str = "auto", backend: str = "torch", threads: int | None = None
+                        ) -> Predictor:
         """The model shipped in the package (MobileNetV2 trained on FERPlus, see the model card)."""
         path = pretrained_path()
         if not path.is_file():
@@ -108,7 +187,7 @@ class Predictor:
                 f"the packaged model {path} is missing (a source checkout without the weights "
                 "file, or a broken install). Reinstall ferkit, or pass a checkpoint: "
                 "Predictor.from_checkpoint(PATH) / ferkit predict -c PATH IMAGE")
-        return cls.from_checkpoint(path, device)
+        return cls.from_checkpoint(path, device, backend=backend, threads=threads)
 
     @property
     def detector(self) -> MTCNN:
@@ -129,11 +208,18 @@ class Predictor:
 
     load = to_batch  # the earlier name
 
-    @torch.no_grad()
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, C, S, S]`` from :meth:`to_batch` -> the network's normalised float input."""
+        return preprocess(images, self.device, self.mean, self.std, False)
+
     def logits_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        """The one place the network runs: normalised float ``[B, 3, S, S]`` -> ``[B, K]`` float32
-        on the CPU (an ONNX backend replaces this method)."""
-        return self.method.predict(batch.to(self.device)).float().cpu()
+        """The one place the classifier runs: normalised float ``[B, 3, S, S]`` -> ``[B, K]``
+        float32 on the CPU, on either backend."""
+        return self.net.logits(batch)
+
+    def cams_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised float ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``."""
+        return self.net.cams(batch)
 
     def logits(self, images: Sequence[ImageInput], prior: Prior = "train", tau: float = 1.0
                ) -> torch.Tensor:
@@ -141,7 +227,7 @@ class Predictor:
         parts = []
         for start in range(0, len(images), self.batch_size):
             uint8 = self.to_batch(images[start:start + self.batch_size])
-            parts.append(self.logits_from_batch(preprocess(uint8, self.device, self.mean, self.std, False)))
+            parts.append(self.logits_from_batch(self.normalise(uint8)))
         logits = torch.cat(parts) if parts else torch.zeros(0, len(self.class_names))
         return adjust_logits(logits, self.class_counts, prior, tau)
 
@@ -199,12 +285,9 @@ class Predictor:
         """
         return self.predict_photos([image], detect, prior, tau)[0]
 
-    @torch.no_grad()
     def cams(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Class activation maps of all classes ``[B, K, h, w]`` from the classifier's last stage."""
-        model = self.method.model
-        batch = preprocess(self.to_batch(images), self.device, self.mean, self.std, False)
-        return class_activation_maps(model(batch).feature_map, model.head.weight).float().cpu()
+        return self.cams_from_batch(self.normalise(self.to_batch(images)))
 
     def save_cam_overlays(
         self, images: Sequence[ImageInput], out_dir: str | Path, names: Sequence[str] | None = None,
