@@ -1,0 +1,86 @@
+"""Per-epoch curves of a benchmark setting: validation mean class accuracy, the rare classes'
+recall and training accuracy, one line per method (mean over the seeds run so far; each seed thin).
+
+    python benchmarks/plot_curves.py OUT_DIR SETTING --classes fear disgust \
+        --out docs/results/ferplus-cpu-long/plots/long-curves.png
+
+OUT_DIR is a `ferkit bench --out` folder (or a published docs/results/NAME folder: both hold
+runs/<setting>/<method>/seed<k>/metrics.jsonl). Unfinished runs are drawn as far as they got.
+Needs matplotlib (`pip install -e ".[plot]"`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def read_curves(out_dir: Path, setting: str) -> dict[str, list[list[dict]]]:
+    """``{method label: [history of each seed]}`` from the runs' metrics.jsonl files."""
+    curves: dict[str, list[list[dict]]] = {}
+    for metrics in sorted((out_dir / "runs" / setting).glob("*/seed*/metrics.jsonl")):
+        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+        if history:
+            curves.setdefault(metrics.parent.parent.name, []).append(history)
+    return curves
+
+
+def _series(history: list[dict], panel: str) -> list[float]:
+    if panel == "train accuracy":
+        return [100 * r["train"].get("accuracy", float("nan")) for r in history]
+    if panel == "mean class accuracy":
+        return [100 * r["val"]["mean_class_accuracy"] for r in history if r.get("val")]
+    return [100 * r["val"]["per_class_accuracy"][panel] for r in history if r.get("val")]
+
+
+def plot(curves: dict[str, list[list[dict]]], panels: list[str], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for k, (label, seeds) in enumerate(sorted(curves.items())):
+            colour = f"C{k}"
+            series = [_series(h, panel) for h in seeds]
+            for s in series:
+                ax.plot(range(1, len(s) + 1), s, color=colour, alpha=0.3, linewidth=0.8)
+            common = min(len(s) for s in series)
+            mean = np.mean([s[:common] for s in series], axis=0)
+            ax.plot(range(1, common + 1), mean, color=colour, linewidth=2,
+                    label=f"{label} ({len(series)} seed{'s' if len(series) > 1 else ''})")
+        ax.set_title(panel if panel in ("train accuracy", "mean class accuracy")
+                     else f"{panel} recall (val)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("%")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("setting")
+    parser.add_argument("--classes", nargs="*", default=["fear", "disgust"])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--title", default="")
+    args = parser.parse_args(argv)
+    curves = read_curves(args.out_dir, args.setting)
+    if not curves:
+        raise SystemExit(f"no metrics.jsonl under {args.out_dir}/runs/{args.setting}")
+    panels = ["mean class accuracy", *args.classes, "train accuracy"]
+    plot(curves, panels, args.title or f"{args.out_dir.name} / {args.setting}", args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Turn a training checkpoint into the packaged model: weights as fp16, optimiser state and
+training history dropped, the alignment template added to the metadata; then check that the fp16
+file predicts what the fp32 checkpoint predicts on FER2013Valid.
+
+    python benchmarks/ship_model.py runs/ferplus_default_model/last.safetensors \
+        --root ../shared/data/ferplus
+
+Writes src/ferkit/inference/weights/ferplus_mobilenet_v2.safetensors (the file
+``Predictor.from_pretrained`` and ``ferkit predict`` without ``-c`` load) and prints the
+validation metrics of both files, the share of equal predictions and the largest logit difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ferkit.data import DATASETS
+from ferkit.inference.align import default_template
+from ferkit.inference.predictor import Predictor, pretrained_path
+
+DROP_META = ("history", "scheduler")
+
+
+def ship(checkpoint: Path, out: Path) -> Path:
+    """Write the fp16 packaged copy of ``checkpoint`` to ``out``."""
+    with safe_open(str(checkpoint), "pt") as handle:
+        meta = json.loads(handle.metadata()["ferkit"])
+        tensors = {k: handle.get_tensor(k) for k in handle.keys() if not k.startswith("optim/")}
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
+    meta = {k: v for k, v in meta.items() if k not in DROP_META}
+    meta["align_template"] = meta.get("align_template") or default_template().round(4).tolist()
+    meta["weights_dtype"] = "float16"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out), metadata={"ferkit": json.dumps(meta)})
+    return out
+
+
+def compare(fp32: Path, fp16: Path, root: str) -> dict[str, float]:
+    """Validation accuracy of both files and how far their outputs are apart."""
+    val = DATASETS.create("ferplus", root=root, split="val", num_classes=7)
+    images = [val.load_image(i) for i in range(len(val))]
+    out: dict[str, float] = {}
+    logits = {}
+    for name, path in (("fp32", fp32), ("fp16", fp16)):
+        predictor = Predictor.from_checkpoint(path, device="cpu")
+        logits[name] = torch.cat([predictor.logits(images[i:i + 256])
+                                  for i in range(0, len(images), 256)])
+        pred = logits[name].argmax(1).numpy()
+        recalls = [(pred[val.labels == k] == k).mean() for k in range(7)]
+        out[f"{name}_accuracy"] = float((pred == val.labels).mean())
+        out[f"{name}_mean_class_accuracy"] = float(sum(recalls) / 7)
+    out["equal_predictions"] = float((logits["fp32"].argmax(1) == logits["fp16"].argmax(1))
+                                     .float().mean())
+    out["max_logit_difference"] = float((logits["fp32"] - logits["fp16"]).abs().max())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--root", required=True, help="FERPlus root, for the fp16 check")
+    parser.add_argument("--out", type=Path, default=pretrained_path())
+    args = parser.parse_args(argv)
+    path = ship(args.checkpoint, args.out)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    print(json.dumps(compare(args.checkpoint, path, args.root), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
