@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ferkit import __version__
 from ferkit.config import ConfigError, DataConfig, RunConfig, save_config, to_dict
-from ferkit.data import DATASETS, DatasetError, FERDataset, SplitNotAvailable
+from ferkit.data import DATASETS, DatasetError, FERDataset, SplitNotAvailable, check_dataset_options
 from ferkit.data.cache import cached_images, default_cache_dir
 from ferkit.data.imbalance import imbalanced_subset
 from ferkit.data.loader import BatchLoader, shuffle_sampler
+from ferkit.data.splits import stratified_holdout
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.engine.distributed import DistInfo, barrier, init_distributed
 from ferkit.engine.evaluate import amp_dtype, resolve_device
@@ -28,6 +25,7 @@ from ferkit.losses import check_class_counts
 from ferkit.methods import check_method_params, create_method
 from ferkit.metrics import markdown_report
 from ferkit.models import BACKBONES, build_classifier
+from ferkit.provenance import git_commit, hardware, provenance  # noqa: F401  (ferkit.api names)
 from ferkit.registry import suggest
 
 log = logging.getLogger(__name__)
@@ -41,53 +39,6 @@ class Splits:
     val: FERDataset
     test: FERDataset | None
     val_source: str  # "official" or "hold-out of train"
-
-
-def git_commit() -> str:
-    """Commit of the ferkit checkout (``unknown`` outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).resolve().parent, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def hardware() -> str:
-    """One line naming the machine the run used."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    import os
-
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {model}, {os.cpu_count()} cores, no GPU"
-
-
-def provenance() -> dict[str, Any]:
-    return {"ferkit_version": __version__, "torch_version": str(torch.__version__),
-            "git_commit": git_commit(), "hardware": hardware()}
-
-
-def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded per-class split of indices into (train, val); every class with >= 2 images keeps
-    at least one image on each side."""
-    rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        n_val = int(round(fraction * len(members)))
-        n_val = min(max(n_val, 1), len(members) - 1) if len(members) >= 2 else 0
-        val_idx.append(members[:n_val])
-        train_idx.append(members[n_val:])
-    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
 def build_splits(cfg: DataConfig) -> Splits:
@@ -124,6 +75,8 @@ def check_config(cfg: RunConfig) -> None:
         errors.append(f"data.dataset: unknown dataset '{cfg.data.dataset}'."
                       f"{suggest(cfg.data.dataset, DATASETS.names())} "
                       f"Available: {', '.join(DATASETS.names())}")
+    else:
+        errors += check_dataset_options(cfg.data.dataset, cfg.data.options)
     if cfg.model.backbone not in BACKBONES:
         errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
                       f"{suggest(cfg.model.backbone, BACKBONES.names())} "

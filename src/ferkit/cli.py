@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ferkit import __version__
+from ferkit._version import __version__
 from ferkit.config import ConfigError
 from ferkit.data.base import DatasetError
 from ferkit.engine.checkpoint import CheckpointError, atomic_write_text

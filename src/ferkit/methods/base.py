@@ -17,10 +17,9 @@ Per-sample state (relabels, buffers) lives in registered buffers so checkpoints 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 
 from ferkit.data.loader import Sampler
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, check_params, signature_params
 from ferkit.registry import Registry, suggest
 
 METHODS: Registry[Method] = Registry("method")
@@ -49,7 +49,13 @@ class Method(nn.Module):
         model: the classifier being trained.
         class_counts: training images per class (of the set actually used), ``[K]``.
         num_samples: size of the training set (for per-sample buffers).
+
+    A subclass declares the ranges and choices of its own parameters in ``param_constraints``
+    (e.g. ``{"lam": Range(0), "forward_mode": ("joint", "separate")}``); they are checked with
+    the parameter types before training starts.
     """
+
+    param_constraints: ClassVar[dict[str, Constraint]] = {}
 
     def __init__(self, model: FERClassifier, class_counts: Sequence[int], num_samples: int) -> None:
         super().__init__()
@@ -86,26 +92,20 @@ RESERVED = ("model", "class_counts", "num_samples")
 
 def method_params(name: str) -> dict[str, Any]:
     """The keyword parameters a registered method accepts, with their defaults."""
-    signature = inspect.signature(METHODS.get(name))
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return {
-        key: (None if p.default is inspect.Parameter.empty else p.default)
-        for key, p in signature.parameters.items()
-        if key not in RESERVED and p.kind in kinds
-    }
+    return {key: p.default for key, p in signature_params(METHODS.get(name), RESERVED).items()}
 
 
 def check_method_params(name: str, params: dict[str, Any]) -> list[str]:
-    """Errors for unknown parameters of method ``name`` (with close-match suggestions)."""
+    """Errors for method ``name``'s ``params``: unknown names (with close-match suggestions),
+    values of the wrong type for the constructor's annotation, and values outside the ranges or
+    choices the method declares in ``param_constraints``."""
     if name not in METHODS:
         return [f"method.name: unknown method '{name}'.{suggest(name, METHODS.names())} "
                 f"Available: {', '.join(METHODS.names())}"]
-    allowed = method_params(name)
-    return [
-        f"method.params.{key}: '{name}' has no parameter '{key}'.{suggest(key, list(allowed))} "
-        f"Its parameters: {', '.join(sorted(allowed)) or '(none)'}"
-        for key in params if key not in allowed
-    ]
+    method = METHODS.get(name)
+    return check_params(f"'{name}'", "method.params.", params,
+                        signature_params(method, RESERVED),
+                        getattr(method, "param_constraints", {}))
 
 
 def create_method(

@@ -1,0 +1,149 @@
+"""The dataset registry: each dataset module registers its builder here, with what it publishes.
+
+A dataset module declares, next to its builder, everything the rest of ferkit needs to know::
+
+    @register_dataset("rafdb", title="RAF-DB", splits=("train", "test"), tree=TREE,
+                      fake_tree=write_fake_tree)
+    def rafdb(root, split, num_classes, transform, require_images, *, variant: str = "auto"):
+        ...
+
+- the official ``splits`` (a split outside them raises :class:`SplitNotAvailable`, so callers
+  hold out part of train instead);
+- its typed options: the keyword-only parameters after ``*`` (``data.options`` in a config),
+  checked by name and type before anything is read (:func:`check_dataset_options`);
+- ``tree``: the expected layout shown in every missing-file error;
+- ``fake_tree``: writes a tiny copy of the published layout and returns the counts a correct
+  parser must find, which is all the registry-driven contract tests need.
+
+The shared prologue (standard signature, unknown/mistyped options, unknown or unofficial split)
+runs once, in the registered wrapper, before the builder is called; the decorator returns that wrapper, so
+the module-level name (``rafdb.rafdb``) is the checked constructor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ferkit.data.base import DatasetError, FERDataset
+from ferkit.data.splits import SPLITS, check_split
+from ferkit.params import Param, check_params, signature_params
+from ferkit.registry import Registry
+
+DATASETS: Registry[FERDataset] = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class FakeTree:
+    """What a ``fake_tree`` hook wrote: the root to pass, the options to build with, and the
+    class counts per split (canonical order) a correct parser finds there. A split missing from
+    ``counts`` must raise :class:`SplitNotAvailable`."""
+
+    root: Path | None
+    counts: dict[str, list[int]]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a registered dataset declares about itself.
+
+    Attributes:
+        name: registry name (``data.dataset``).
+        title: name used in messages ("RAF-DB").
+        splits: official splits.
+        options: typed options (keyword-only parameters of the builder), by name.
+        tree: expected layout, shown in missing-file errors ("" for generated data).
+        fake_tree: hook writing a tiny published-layout tree under a folder (for tests).
+        needs_root: False for generated datasets that read nothing from disk.
+        lists_files: True when label files list the images (a deleted image is then reported
+            as missing); False when the files on disk are the listing (ImageFolder).
+    """
+
+    name: str
+    title: str
+    splits: tuple[str, ...]
+    options: dict[str, Param]
+    tree: str
+    fake_tree: Callable[[Path], FakeTree] | None
+    needs_root: bool = True
+    lists_files: bool = True
+
+
+_INFO: dict[str, DatasetInfo] = {}
+_STANDARD = ("root", "split", "num_classes", "transform", "require_images")
+
+
+def register_dataset(
+    name: str, *, splits: Sequence[str], tree: str = "", title: str | None = None,
+    fake_tree: Callable[[Path], FakeTree] | None = None, needs_root: bool = True,
+    lists_files: bool = True,
+) -> Callable[[Callable[..., FERDataset]], Callable[..., FERDataset]]:
+    """Register a dataset builder ``fn(root, split, num_classes, transform, require_images, *,
+    **typed_options)`` under ``name``; see the module docstring. Returns the checked wrapper."""
+    def decorator(build: Callable[..., FERDataset]) -> Callable[..., FERDataset]:
+        info = DatasetInfo(name, title or name, tuple(splits),
+                           signature_params(build, _STANDARD, keyword_only=True), tree,
+                           fake_tree, needs_root, lists_files)
+
+        def construct(root: str | Path | None = None, split: str = "train", num_classes: int = 7,
+                      transform: Callable | None = None, require_images: bool = True,
+                      **options: Any) -> FERDataset:
+            errors = check_dataset_options(name, options, info)
+            unknown = sorted(k for k in options if k not in info.options)
+            if unknown:  # the historical first words, which users and tests know
+                errors.insert(0, f"{name}: unknown options {unknown}")
+            if errors:
+                raise DatasetError("; ".join(errors))
+            check_split(split, info.splits, info.title)
+            return build(root, split, num_classes, transform, require_images, **options)
+
+        construct.__doc__, construct.__name__ = build.__doc__, build.__name__
+        construct.info = info  # type: ignore[attr-defined]
+        DATASETS.register(name)(construct)
+        _INFO[name] = info
+        return construct
+
+    return decorator
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """What dataset ``name`` declares (unknown names raise with a did-you-mean)."""
+    DATASETS.get(name)
+    return _INFO[name]
+
+
+def has_split(name: str, split: str) -> bool:
+    """Whether dataset ``name`` publishes ``split`` (False: build a seeded hold-out instead).
+
+    For "csv" and "folder" this is always True; whether the user's data has the split is only
+    known when building (SplitNotAvailable then).
+    """
+    return split in dataset_info(name).splits
+
+
+def check_dataset_options(name: str, options: dict[str, Any],
+                          info: DatasetInfo | None = None) -> list[str]:
+    """Errors for ``data.options`` of dataset ``name``: unknown names (did-you-mean) and values
+    of the wrong type, one line each (empty when they are fine)."""
+    info = info or dataset_info(name)
+    return check_params(f"dataset '{name}'", "data.options.", options, info.options)
+
+
+def build_dataset(
+    name: str,
+    root: str | Path | None,
+    split: str,
+    num_classes: int = 7,
+    transform: Callable | None = None,
+    **options: Any,
+) -> FERDataset:
+    """Build a registered dataset: ``DATASETS.create`` with the standard arguments."""
+    return DATASETS.create(name, root=root, split=split, num_classes=num_classes,
+                           transform=transform, **options)
+
+
+__all__ = ["DATASETS", "SPLITS", "DatasetInfo", "FakeTree", "build_dataset",
+           "check_dataset_options", "dataset_info", "has_split", "register_dataset"]
