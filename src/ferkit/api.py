@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ferkit.config import ConfigError, DataConfig, RunConfig, save_config, to_dict
-from ferkit.data import DATASETS, DatasetError, FERDataset, SplitNotAvailable, check_dataset_options
+from ferkit.data import DatasetError, FERDataset, SplitNotAvailable, data_config_errors, dataset_from_config
 from ferkit.data.cache import cached_images, default_cache_dir
 from ferkit.data.imbalance import imbalanced_subset
 from ferkit.data.loader import BatchLoader, shuffle_sampler
@@ -21,6 +21,7 @@ from ferkit.engine.distributed import DistInfo, barrier, init_distributed
 from ferkit.engine.evaluate import amp_dtype, resolve_device
 from ferkit.engine.evaluate import evaluate as evaluate_loader
 from ferkit.engine.train import FitResult, fit
+from ferkit.evaluation import describe_data, evaluate_split  # noqa: F401  (API of eval, datasets)
 from ferkit.losses import check_class_counts
 from ferkit.methods import check_method_params, create_method
 from ferkit.metrics import markdown_report
@@ -45,8 +46,7 @@ def build_splits(cfg: DataConfig) -> Splits:
     """Datasets for a run: official validation where one exists, else a seeded hold-out of train;
     the imbalance-factor subset is drawn from the (remaining) training images; test when present."""
     def make(split: str) -> FERDataset:
-        return DATASETS.create(cfg.dataset, root=cfg.root, split=split,
-                               num_classes=cfg.num_classes, **cfg.options)
+        return dataset_from_config(cfg, split)
 
     train = make("train")
     try:
@@ -70,13 +70,7 @@ def build_splits(cfg: DataConfig) -> Splits:
 
 def check_config(cfg: RunConfig) -> None:
     """Registry-level checks (dataset, backbone, method and its parameters), all errors at once."""
-    errors = []
-    if cfg.data.dataset not in DATASETS:
-        errors.append(f"data.dataset: unknown dataset '{cfg.data.dataset}'."
-                      f"{suggest(cfg.data.dataset, DATASETS.names())} "
-                      f"Available: {', '.join(DATASETS.names())}")
-    else:
-        errors += check_dataset_options(cfg.data.dataset, cfg.data.options)
+    errors = data_config_errors(cfg.data)
     if cfg.model.backbone not in BACKBONES:
         errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
                       f"{suggest(cfg.model.backbone, BACKBONES.names())} "

@@ -89,7 +89,13 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    """Training method: registered name plus its keyword parameters."""
+    """Training method: registered name plus its keyword parameters.
+
+    Attributes:
+        name: registered method name (``ferkit list`` shows them).
+        params: keyword parameters of that method, checked by name and type before training
+            (``ferkit config`` lists each method's parameters).
+    """
 
     name: str = "ce"
     params: dict[str, Any] = field(default_factory=dict)
@@ -156,7 +162,13 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """Everything a training run needs; written resolved to ``output_dir/config.yaml``."""
+    """Everything a training run needs; written resolved to ``output_dir/config.yaml``.
+
+    Attributes:
+        data, model, method, optim, train: the sections above.
+        output_dir: folder for the config, checkpoints, metrics and reports of the run.
+        seed: seed of the model initialisation and of each epoch's shuffling and augmentation.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

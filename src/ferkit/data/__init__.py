@@ -26,6 +26,8 @@ from ferkit.data.registry import (
     FakeTree,
     build_dataset,
     check_dataset_options,
+    data_config_errors,
+    dataset_from_config,
     dataset_info,
     has_split,
     register_dataset,
@@ -34,6 +36,7 @@ from ferkit.data.splits import SPLITS, SplitNotAvailable
 
 __all__ = [
     "DATASETS", "SPLITS", "DatasetError", "DatasetInfo", "FERDataset", "FakeTree",
-    "SplitNotAvailable", "build_dataset", "check_dataset_options", "dataset_info",
+    "SplitNotAvailable", "build_dataset", "check_dataset_options", "data_config_errors",
+    "dataset_from_config", "dataset_info",
     "decode_image", "has_split", "imbalance_counts", "imbalanced_subset", "register_dataset",
 ]

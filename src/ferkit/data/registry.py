@@ -25,12 +25,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferkit.data.base import DatasetError, FERDataset
 from ferkit.data.splits import SPLITS, check_split
 from ferkit.params import Param, check_params, signature_params
-from ferkit.registry import Registry
+from ferkit.registry import Registry, suggest
+
+if TYPE_CHECKING:  # ferkit.config imports ferkit.data (transforms): no runtime import here
+    from ferkit.config import DataConfig
 
 DATASETS: Registry[FERDataset] = Registry("dataset")
 
@@ -145,5 +148,23 @@ def build_dataset(
                            transform=transform, **options)
 
 
+def dataset_from_config(cfg: DataConfig, split: str, **kwargs: Any) -> FERDataset:
+    """One split of the dataset a :class:`~ferkit.config.DataConfig` describes: the one place a
+    config becomes a dataset (training, ``ferkit eval`` and ``ferkit datasets`` all use it)."""
+    return DATASETS.create(cfg.dataset, root=cfg.root, split=split, num_classes=cfg.num_classes,
+                           **cfg.options, **kwargs)
+
+
+def data_config_errors(cfg: DataConfig) -> list[str]:
+    """Registry-level problems of a DataConfig: unknown dataset (did-you-mean), options of the
+    wrong name or type; one line each."""
+    if cfg.dataset not in DATASETS:
+        return [f"data.dataset: unknown dataset '{cfg.dataset}'."
+                f"{suggest(cfg.dataset, DATASETS.names())} "
+                f"Available: {', '.join(DATASETS.names())}"]
+    return check_dataset_options(cfg.dataset, cfg.options)
+
+
 __all__ = ["DATASETS", "SPLITS", "DatasetInfo", "FakeTree", "build_dataset",
-           "check_dataset_options", "dataset_info", "has_split", "register_dataset"]
+           "check_dataset_options", "data_config_errors", "dataset_from_config", "dataset_info",
+           "has_split", "register_dataset"]
