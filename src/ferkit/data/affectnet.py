@@ -17,7 +17,6 @@ validation.csv (the official test set is unreleased); there is no official "val"
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from ferkit.data.base import DatasetError, FERDataset, decode_image
 from ferkit.data.fake import FAKE_COUNTS, fake_samples, write_image
 from ferkit.data.labels import AFFECTNET_RAW, canonical_index, class_names
-from ferkit.data.registry import FakeTree, register_dataset
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
 from ferkit.data.splits import line_error, require_files, require_root
 
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "test")
@@ -116,11 +115,7 @@ def write_fake_tree(folder: Path) -> FakeTree:
 @register_dataset("affectnet", title="AffectNet", splits=OFFICIAL_SPLITS, tree=TREE,
                   fake_tree=write_fake_tree)
 def affectnet(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
-    require_images: bool = True,
+    request: DatasetRequest,
     *,
     crop_face: bool = False,
 ) -> FERDataset:
@@ -137,6 +132,7 @@ def affectnet(
     Raises:
         DatasetError: missing CSV or images (with the expected tree), malformed CSV row.
     """
+    root, split, num_classes, transform, require_images = request
     names_k = class_names(num_classes)
     root = require_root(root, "AffectNet", TREE)
     lists = root / LISTS_DIR if (root / LISTS_DIR).is_dir() else root

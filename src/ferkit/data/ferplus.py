@@ -21,7 +21,6 @@ three duplicated Training rows with identical votes; counting rows gives the pap
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy as np
 from ferkit.data.base import DatasetError, FERDataset
 from ferkit.data.fake import FAKE_COUNTS, fake_samples, write_image
 from ferkit.data.labels import FERPLUS_COLUMNS, canonical_index, class_names
-from ferkit.data.registry import FakeTree, register_dataset
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
 from ferkit.data.splits import line_error, require_files, require_root
 
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -116,11 +115,7 @@ def write_fake_tree(folder: Path) -> FakeTree:
 @register_dataset("ferplus", title="FERPlus", splits=OFFICIAL_SPLITS, tree=TREE,
                   fake_tree=write_fake_tree)
 def ferplus(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
-    require_images: bool = True,
+    request: DatasetRequest,
     *,
     label_mode: str = "majority",
     soft_drop_single_votes: bool = True,
@@ -140,6 +135,7 @@ def ferplus(
         DatasetError: missing CSV or split folder (the message shows the expected tree),
             malformed CSV line (file and line number), or a bad option.
     """
+    root, split, num_classes, transform, require_images = request
     if label_mode not in ("majority", "soft"):
         raise DatasetError(f"ferplus: label_mode '{label_mode}' unknown; use majority or soft")
     names_k = class_names(num_classes)

@@ -20,13 +20,12 @@ raises SplitNotAvailable (for "val" the caller then holds out part of train).
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from pathlib import Path
 
 from ferkit.data.base import DatasetError, FERDataset
 from ferkit.data.fake import FAKE_COUNTS, fake_samples, write_image
 from ferkit.data.labels import ALIASES, CANONICAL_8, canonical_index, class_names
-from ferkit.data.registry import FakeTree, register_dataset
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
 from ferkit.data.splits import SPLITS, SplitNotAvailable, require_files, require_root
 from ferkit.registry import suggest
 
@@ -89,11 +88,7 @@ def write_fake_csv(folder: Path) -> FakeTree:
 @register_dataset("csv", title="csv dataset", splits=SPLITS, tree=CSV_TREE,
                   fake_tree=write_fake_csv)
 def csv_dataset(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
-    require_images: bool = True,
+    request: DatasetRequest,
     *,
     channels: int = 3,
 ) -> FERDataset:
@@ -103,6 +98,7 @@ def csv_dataset(
         DatasetError: missing CSV, bad header, bad row (file and line number), missing images.
         SplitNotAvailable: no row has this split.
     """
+    root, split, num_classes, transform, require_images = request
     names_k = class_names(num_classes)
     csv_path = _csv_path(require_root(root, "csv dataset", CSV_TREE))
     paths: list[Path] = []
@@ -147,11 +143,7 @@ def write_fake_folder(folder: Path) -> FakeTree:
 @register_dataset("folder", title="image folder", splits=SPLITS, tree=FOLDER_TREE,
                   fake_tree=write_fake_folder, lists_files=False)
 def image_folder(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
-    require_images: bool = True,
+    request: DatasetRequest,
     *,
     channels: int = 3,
 ) -> FERDataset:
@@ -162,6 +154,7 @@ def image_folder(
         DatasetError: unknown class folder (with a did-you-mean hint), no images.
         SplitNotAvailable: no folder for this split.
     """
+    root, split, num_classes, transform, _ = request
     names_k = class_names(num_classes)
     root = require_root(root, "image folder", FOLDER_TREE)
     found = [root / n for n in SPLIT_FOLDERS[split] if (root / n).is_dir()]

@@ -13,13 +13,12 @@ canonical order. There is no official validation split: ``split="val"`` raises S
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from ferkit.data.base import DatasetError, FERDataset
 from ferkit.data.fake import FAKE_COUNTS, fake_samples, write_image
 from ferkit.data.labels import RAFDB_RAW, canonical_index, class_names
-from ferkit.data.registry import FakeTree, register_dataset
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
 from ferkit.data.splits import line_error, require_files, require_root
 
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "test")
@@ -88,11 +87,7 @@ def write_fake_tree(folder: Path) -> FakeTree:
 @register_dataset("rafdb", title="RAF-DB", splits=OFFICIAL_SPLITS, tree=TREE,
                   fake_tree=write_fake_tree)
 def rafdb(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
-    require_images: bool = True,
+    request: DatasetRequest,
     *,
     variant: str = "auto",
 ) -> FERDataset:
@@ -109,6 +104,7 @@ def rafdb(
     Raises:
         DatasetError: missing label file or images (with the expected tree), malformed line.
     """
+    root, split, num_classes, transform, require_images = request
     if num_classes != 7:
         raise DatasetError(f"RAF-DB basic has 7 classes (no contempt); "
                            f"got num_classes={num_classes}")

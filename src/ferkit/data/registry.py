@@ -4,11 +4,15 @@ A dataset module declares, next to its builder, everything the rest of ferkit ne
 
     @register_dataset("rafdb", title="RAF-DB", splits=("train", "test"), tree=TREE,
                       fake_tree=write_fake_tree)
-    def rafdb(root, split, num_classes, transform, require_images, *, variant: str = "auto"):
+    def rafdb(request: DatasetRequest, *, variant: str = "auto") -> FERDataset:
+        root, split, num_classes, transform, require_images = request
         ...
 
 - the official ``splits`` (a split outside them raises :class:`SplitNotAvailable`, so callers
   hold out part of train instead);
+- the standard arguments, once: the builder receives them as one checked
+  :class:`DatasetRequest`, and the registered constructor has the standard signature
+  ``(root, split, num_classes=7, transform=None, require_images=True, **options)``;
 - its typed options: the keyword-only parameters after ``*`` (``data.options`` in a config),
   checked by name and type before anything is read (:func:`check_dataset_options`);
 - ``tree``: the expected layout shown in every missing-file error;
@@ -22,6 +26,7 @@ the module-level name (``rafdb.rafdb``) is the checked constructor.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +41,28 @@ if TYPE_CHECKING:  # ferkit.config imports ferkit.data (transforms): no runtime 
     from ferkit.config import DataConfig
 
 DATASETS: Registry[FERDataset] = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """The standard arguments of every dataset, as the builder receives them (split checked).
+
+    Attributes:
+        root: data root as the dataset expects it (None for generated data).
+        split: "train", "val" or "test", one of the dataset's official splits.
+        num_classes: 7 or 8.
+        transform: optional callable on the uint8 ``[C, H, W]`` tensor.
+        require_images: check that listed images exist; False works from the label files.
+    """
+
+    root: str | Path | None
+    split: str
+    num_classes: int = 7
+    transform: Callable | None = None
+    require_images: bool = True
+
+    def __iter__(self):  # noqa: ANN204  (unpacking: root, split, num_classes, ... = request)
+        return iter(dataclasses.astuple(self))
 
 
 @dataclass(frozen=True)
@@ -76,7 +103,6 @@ class DatasetInfo:
 
 
 _INFO: dict[str, DatasetInfo] = {}
-_STANDARD = ("root", "split", "num_classes", "transform", "require_images")
 
 
 def register_dataset(
@@ -84,11 +110,11 @@ def register_dataset(
     fake_tree: Callable[[Path], FakeTree] | None = None, needs_root: bool = True,
     lists_files: bool = True,
 ) -> Callable[[Callable[..., FERDataset]], Callable[..., FERDataset]]:
-    """Register a dataset builder ``fn(root, split, num_classes, transform, require_images, *,
-    **typed_options)`` under ``name``; see the module docstring. Returns the checked wrapper."""
+    """Register a dataset builder ``fn(request: DatasetRequest, *, **typed_options)`` under
+    ``name``; see the module docstring. Returns the checked constructor."""
     def decorator(build: Callable[..., FERDataset]) -> Callable[..., FERDataset]:
         info = DatasetInfo(name, title or name, tuple(splits),
-                           signature_params(build, _STANDARD, keyword_only=True), tree,
+                           signature_params(build, ("request",), keyword_only=True), tree,
                            fake_tree, needs_root, lists_files)
 
         def construct(root: str | Path | None = None, split: str = "train", num_classes: int = 7,
@@ -101,7 +127,8 @@ def register_dataset(
             if errors:
                 raise DatasetError("; ".join(errors))
             check_split(split, info.splits, info.title)
-            return build(root, split, num_classes, transform, require_images, **options)
+            return build(DatasetRequest(root, split, num_classes, transform, require_images),
+                         **options)
 
         construct.__doc__, construct.__name__ = build.__doc__, build.__name__
         construct.info = info  # type: ignore[attr-defined]
@@ -165,6 +192,6 @@ def data_config_errors(cfg: DataConfig) -> list[str]:
     return check_dataset_options(cfg.dataset, cfg.options)
 
 
-__all__ = ["DATASETS", "SPLITS", "DatasetInfo", "FakeTree", "build_dataset",
+__all__ = ["DATASETS", "SPLITS", "DatasetInfo", "DatasetRequest", "FakeTree", "build_dataset",
            "check_dataset_options", "data_config_errors", "dataset_from_config", "dataset_info",
            "has_split", "register_dataset"]

@@ -32,7 +32,7 @@ import numpy as np
 from ferkit.data.base import DatasetError, FERDataset
 from ferkit.data.fake import FAKE_COUNTS
 from ferkit.data.labels import class_names
-from ferkit.data.registry import FakeTree, register_dataset
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
 from ferkit.data.splits import SPLITS
 
 OFFICIAL_SPLITS: tuple[str, ...] = SPLITS
@@ -222,11 +222,7 @@ def fake_synthetic(folder: Path) -> FakeTree:
 @register_dataset("synthetic", title="synthetic", splits=OFFICIAL_SPLITS,
                   fake_tree=fake_synthetic, needs_root=False)
 def synthetic(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
-    require_images: bool = True,
+    request: DatasetRequest,
     *,
     size: int = 48,
     num_train: int = 2000,
@@ -239,6 +235,7 @@ def synthetic(
 ) -> FERDataset:
     """Registered constructor for :class:`SyntheticFaces` (``root`` and ``require_images`` are
     ignored: nothing is read from disk). ``class_counts`` applies to the requested split."""
+    _, split, num_classes, transform, _ = request
     num_images = {"train": num_train, "val": num_val, "test": num_test}[split]
     return SyntheticFaces(split, num_classes, size, num_images, seed, channels, class_counts,
                           proportions, transform)
