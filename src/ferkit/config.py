@@ -31,7 +31,7 @@ class DataConfig:
     """What to train and evaluate on.
 
     Attributes:
-        dataset: registered dataset name (``ferkit datasets --help`` lists them).
+        dataset: registered dataset name (``ferkit list`` shows them).
         root: dataset root folder (not needed for ``synthetic``).
         num_classes: 7 (basic expressions) or 8 (with contempt).
         label_mode: FERPlus labels: "majority" (hard) or "soft" (vote distributions as targets).

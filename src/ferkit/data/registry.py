@@ -131,7 +131,6 @@ def register_dataset(
                          **options)
 
         construct.__doc__, construct.__name__ = build.__doc__, build.__name__
-        construct.info = info  # type: ignore[attr-defined]
         DATASETS.register(name)(construct)
         _INFO[name] = info
         return construct
