@@ -46,7 +46,7 @@ class DataConfig:
         eval_batch_size: evaluation batch size.
         mean, std: input normalisation (carried in checkpoints for inference).
         cache_dir: decode cache folder; None = $FERKIT_CACHE or ~/.cache/ferkit; "memory" = none.
-        options: extra dataset arguments (e.g. synthetic sizes).
+        options: typed options of the dataset (e.g. synthetic sizes; ``ferkit config`` lists them).
         augment: training augmentation.
     """
 
