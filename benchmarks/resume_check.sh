@@ -37,7 +37,7 @@ a, b = load_file(str(out / "full/last.safetensors")), load_file(str(out / "kille
 same = a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
 killed_at = "epoch 2" if "epoch 1:" in (out / "killed1.log").read_text() else "epoch 1"
 lines = ["# Kill and resume on real data", "",
-         f"Command: `bash benchmarks/resume_check.sh {root}`  ",
+         "Command: `bash benchmarks/resume_check.sh $ROOT` (`$ROOT`: the FERPlus root)  ",
          f"Commit {provenance()['git_commit']}, {hardware()}.", "",
          "FERPlus MobileNetV2 `ce` recipe (ImageNet init, 112x112), 2 epochs of 25 steps. The "
          f"second run was killed with SIGKILL during {killed_at} and resumed by re-running the "

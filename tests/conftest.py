@@ -42,3 +42,14 @@ def tiny_overrides(output_dir: Path, **extra: object) -> list[str]:
 @pytest.fixture
 def tiny_cfg(tmp_path: Path) -> RunConfig:
     return load_config(None, tiny_overrides(tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ferkit checkpoint: ``tiny_cnn`` trained one epoch on synthetic 32x32 faces."""
+    from ferkit import api
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny-run")
+    api.train(load_config(None, tiny_overrides(out, **{"train.epochs": 1})))
+    return out / "best.safetensors"

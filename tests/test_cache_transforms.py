@@ -51,7 +51,7 @@ def test_cache_builds_once_per_size(tmp_path: Path, image_files: list[Path]) -> 
     np.testing.assert_array_equal(first, second)
     cached_images(ds, 16, tmp_path / "cache", workers=2)
     assert ds.decodes == 20  # a new size is a new cache
-    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+    assert len(list((tmp_path / "cache").glob("*.fkcache"))) == 2
     assert not list((tmp_path / "cache").glob("*tmp*"))
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ferkit.cli import main as cli_main
@@ -44,7 +46,8 @@ def test_attribute_help_reads_shared_and_continued_entries() -> None:
         Attributes:
             low, high: the bounds of
                 the interval. Second sentence.
-            step: the step.
+            step: the step, e.g.
+                0 after rounding: a continuation line with a colon.
         """
 
         low: int = 0
@@ -52,13 +55,15 @@ def test_attribute_help_reads_shared_and_continued_entries() -> None:
         step: int = 1
 
     assert attribute_help(Example) == {"low": "the bounds of the interval",
-                                       "high": "the bounds of the interval", "step": "the step"}
+                                       "high": "the bounds of the interval",
+                                       "step": "the step, e.g. 0 after rounding: a continuation "
+                                               "line with a colon"}
 
 
 def test_cli_config_prints_keys_methods_and_datasets(capsys: pytest.CaptureFixture) -> None:
     assert cli_main(["config"]) == 0
     out = capsys.readouterr().out
-    assert "data.imbalance_seed         int                         0" in out
+    assert re.search(r"\ndata\.imbalance_seed +int +0 +seed of that subset\n", out)
     for key in _leaves(to_dict(RunConfig())):
         assert f"\n{key} " in out
     for name in METHODS.names():
@@ -66,6 +71,9 @@ def test_cli_config_prints_keys_methods_and_datasets(capsys: pytest.CaptureFixtu
     for name in DATASETS.names():
         assert f"\n  {name}: " in out
     assert "  rafdb: variant: str = 'auto'" in out
+    # the label mode has one setting, data.label_mode: not listed among ferplus's data.options
+    assert "\n  ferplus: soft_drop_single_votes: bool = True\n" in out
+    assert re.search(r"\ndata\.label_mode +str +'majority' ", out)
     assert format_config_doc(registered=False) in out
 
 
@@ -97,3 +105,23 @@ def test_cli_eval_takes_data_options(tmp_path: Path) -> None:
     assert code == 0
     report = json.loads((tmp_path / "eval" / "eval_synthetic_test.json").read_text())
     assert report["num_samples"] == 21
+
+
+def test_label_mode_reaches_every_dataset_built_from_a_config(tmp_path: Path) -> None:
+    from ferkit.config import ConfigError, DataConfig
+    from ferkit.data import dataset_from_config
+    from ferkit.evaluation import describe_data
+
+    root = str(dataset_info("ferplus").fake_tree(tmp_path).root)
+    soft = dataset_from_config(DataConfig(dataset="ferplus", root=root, label_mode="soft"), "val")
+    # the fake tree gives each image all 10 votes for its class: one-hot targets
+    np.testing.assert_array_equal(soft.soft_labels, np.eye(7)[soft.labels])
+    assert dataset_from_config(DataConfig(dataset="ferplus", root=root), "val").soft_labels is None
+    with pytest.raises(ConfigError, match=r"data.label_mode='soft': dataset 'synthetic' has no "
+                                          r"soft labels \(vote distributions\); datasets that "
+                                          r"have them: ferplus\."):
+        describe_data(DataConfig(label_mode="soft"))
+    with pytest.raises(ConfigError, match=r"data.options.label_mode='soft': the label mode is set "
+                                          r"by data.label_mode alone"):
+        dataset_from_config(DataConfig(dataset="ferplus", root=root,
+                                       options={"label_mode": "soft"}), "val")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from ferkit import Predictor, api, load_config
 from ferkit.cli import main as cli_main
 from ferkit.data import DATASETS
 from ferkit.engine.checkpoint import CheckpointError, load_checkpoint
+from ferkit.run_folder import RunFolderError
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -86,6 +88,7 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, monkey
     assert [r["train"]["loss"] for r in ha] == [r["train"]["loss"] for r in hb]
 
 
+@pytest.mark.filterwarnings("ignore:.*synthetic dataset")
 def test_eval_and_predict_from_checkpoint(tmp_path: Path, capsys) -> None:
     cfg = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 1}))
     api.train(cfg)
@@ -115,10 +118,12 @@ def test_eval_and_predict_from_checkpoint(tmp_path: Path, capsys) -> None:
                                            predictor.predict([Image.open(p) for p in paths])]
     assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-5 for p in preds)
     assert predictor.cams(paths).shape[:2] == (3, 7)
-    code = cli_main(["predict", str(ckpt), *map(str, paths), "--cam-dir", str(tmp_path / "cams")])
+    code = cli_main(["predict", str(ckpt), *map(str, paths), "--no-detect",
+                     "--cam-dir", str(tmp_path / "cams")])
     assert code == 0
     assert len(list((tmp_path / "cams").glob("*.png"))) == 3
-    assert "face0.png:" in capsys.readouterr().out
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [row[:2] for row in rows if row and row[0].endswith(".png")] == [[str(p), "1"] for p in paths]
 
 
 def test_checkpoint_errors(tmp_path: Path) -> None:
@@ -135,9 +140,40 @@ def test_resume_into_other_backbone_or_classes_is_refused(tmp_path: Path) -> Non
     api.train(cfg)
     other = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 2,
                                                                   "model.options": "{width: 4}"}))
-    with pytest.raises(CheckpointError, match="does not fit the model"):
+    with pytest.raises(RunFolderError, match=r"model.options: \{'width': 8\} -> \{'width': 4\}"):
         api.train(other)
     eight = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 2,
                                                                   "data.num_classes": 8}))
-    with pytest.raises(CheckpointError, match=r"8 classes|does not fit"):
+    with pytest.raises(RunFolderError, match=r"data.num_classes: 7 -> 8"):
         api.train(eight)
+    # without config.yaml the checkpoint's own metadata still refuses another model
+    (tmp_path / "run" / "config.yaml").unlink()
+    (tmp_path / "run" / "last.json").unlink()
+    with pytest.raises(RunFolderError, match=r"data.num_classes: 7 -> 8"):
+        api.train(eight)
+
+
+def test_training_length_in_steps(tmp_path: Path) -> None:
+    """train.steps: 9 steps of 6 per epoch -> 2 epochs (6 + 3), the cosine reaches 0 at step 9."""
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", **{
+        "train.steps": 9, "train.epochs": 50, "optim.scheduler": "cosine"}))
+    result = api.train(cfg)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert result.history[0]["lr"] == pytest.approx(0.003 * 0.5 * (1 + math.cos(math.pi * 6 / 9)))
+    assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    state = load_checkpoint(Path(cfg.output_dir) / "last.safetensors").meta["scheduler"]
+    assert state["last_epoch"] == 9
+
+
+def test_official_mek_recipe_runs_on_tiny_data(tmp_path: Path) -> None:
+    """configs/rafdb_mek_official.yaml end to end on synthetic data (RandAugment, jitter, random
+    erasing, AdamW + warm-up cosine in steps, grad clip), with only the data and size swapped."""
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "rafdb_mek_official.yaml"
+    overrides = tiny_overrides(tmp_path / "run", **{"train.steps": 4, "train.eval_every": 1,
+                                                    "optim.warmup_steps": 2, "train.amp": "none",
+                                                    "data.mean": [0.5, 0.5, 0.5]})
+    cfg = load_config(recipe, overrides)
+    assert cfg.data.augment.randaugment_ops == 2 and cfg.data.augment.erasing_fill == "random"
+    result = api.train(cfg)
+    assert len(result.history) == 1 and set(result.history[0]["train"]) >= {"l_cls", "l_cons"}
+    assert math.isfinite(result.history[0]["train"]["loss"])

@@ -237,3 +237,71 @@ def test_bf16_autocast_losses_are_float32() -> None:
     assert terms["logits"].dtype == torch.bfloat16
     assert terms["l_cls"].dtype == torch.float32 and terms["l_cons"].dtype == torch.float32
     assert torch.isfinite(terms["l_cls"] + terms["l_cons"])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "class_sum"])
+def test_absolute_error_reading_of_eq5(reduction: str) -> None:
+    """The literal Eq. 5: |.| instead of (.)^2, with the same reductions."""
+    total = 0.0
+    for i in range(2):
+        for c in range(3):
+            for y in range(2):
+                for x in range(2):
+                    d = abs(MAPS[i, c, y, x].item() - ALIGNED[i, c, y, x].item())
+                    if reduction == "mean":
+                        total += WEIGHTS[c] * d / (2 * 3 * 2 * 2)
+                    else:
+                        total += WEIGHTS[c] * d / (2 * 2) / 2
+    got = attention_consistency(MAPS, ALIGNED, torch.tensor(WEIGHTS), reduction, "absolute")
+    assert got.item() == pytest.approx(total, rel=1e-6)
+    method = _mek(consistency_error="absolute")
+    assert method.consistency_error == "absolute" and torch.isfinite(method(_batch()).loss)
+    with pytest.raises(ValueError, match="consistency_error must be one of squared, absolute"):
+        _mek(consistency_error="l1")
+
+
+def test_weights_norm_sets_the_scale_of_b() -> None:
+    counts = [1028, 102, 47, 2214, 477, 221, 4772]  # FERPlus RAF-DB-shaped IF100 subset
+    raw = [(1 - 0.9999) / (1 - 0.9999**n) for n in counts]
+    by_sum = mek_class_weights(counts, "effective", norm="sum")
+    by_max = mek_class_weights(counts, "effective", norm="max")
+    none = mek_class_weights(counts, "effective", norm="none")
+    assert by_sum.tolist() == pytest.approx([r * 7 / sum(raw) for r in raw], rel=1e-5)
+    assert by_max.tolist() == pytest.approx([r / max(raw) for r in raw], rel=1e-5)
+    assert none.tolist() == pytest.approx(raw, rel=1e-5)
+    # the effective-lambda factor stated in the docstring (B enters the paper consistency squared)
+    assert (by_sum.pow(2).sum() / by_max.pow(2).sum()).item() == pytest.approx(14.1, abs=0.1)
+    assert _mek(weights_norm="max").class_weights.max().item() == pytest.approx(1.0)
+    assert _mek(preset="official").class_weights.tolist() == pytest.approx(
+        [0.1 * sum(RAF_COUNTS) / n for n in RAF_COUNTS], rel=1e-5)
+    with pytest.raises(ValueError, match="weights_norm must be one of sum, max, none"):
+        _mek(weights_norm="l2")
+
+
+def _bn_model() -> FERClassifier:
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                             nn.AvgPool2d(4))
+    backbone.num_features = 8  # type: ignore[assignment]
+    return FERClassifier(backbone, 7)
+
+
+@pytest.mark.parametrize("method_name", ["mek", "eac"])
+def test_forward_modes_equal_without_batch_statistics(method_name: str) -> None:
+    """In eval mode (or with LayerNorm) one 2B batch and two B batches compute the same thing;
+    in train mode with BatchNorm they differ, which is why the authors' way is the default."""
+    batch = _batch()
+    losses, running = {}, {}
+    for train in (False, True):
+        for mode in ("separate", "joint"):
+            method = create_method(method_name, _bn_model(), RAF_COUNTS, 100,
+                                   {"forward_mode": mode})
+            method.train(train)
+            losses[train, mode] = method(batch).loss.item()
+            running[train, mode] = method.model.backbone[1].running_var.clone()
+    assert losses[False, "separate"] == pytest.approx(losses[False, "joint"], rel=1e-5)
+    # train mode: each view normalised by its own statistics, running stats updated twice
+    assert losses[True, "separate"] != losses[True, "joint"]
+    assert (running[True, "separate"] - running[True, "joint"]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="forward_mode must be one of separate, joint"):
+        create_method(method_name, _bn_model(), RAF_COUNTS, 100, {"forward_mode": "2b"})

@@ -69,19 +69,26 @@ def test_create_method_rejects_a_mistyped_parameter() -> None:
 
 
 def test_bad_params_fail_before_any_data_is_read(tmp_path: Path) -> None:
-    cfg = load_config(None, ["data.dataset=rafdb", f"data.root={tmp_path / 'absent'}",
-                             "method.name=mek", "method.params={preset: 3}",
-                             "data.options={variant: 1}", f"output_dir={tmp_path / 'run'}"])
-    with pytest.raises(ConfigError) as err:
-        api.train(cfg)  # a ConfigError, not the DatasetError the missing root would give
-    text = str(err.value)
-    assert "method.params.preset: 'mek' expects str, got 3 (int)" in text
-    assert "data.options.variant: dataset 'rafdb' expects str, got 1 (int)" in text
+    overrides = ["data.dataset=rafdb", f"data.root={tmp_path / 'absent'}", "method.name=mek",
+                 "method.params={preset: 3}", "data.options={variant: 1}",
+                 f"output_dir={tmp_path / 'run'}"]
+    for load_error in (True, False):  # loading refuses; api.train refuses a config built unchecked
+        with pytest.raises(ConfigError) as err:
+            if load_error:
+                load_config(None, overrides)
+            else:  # a ConfigError, not the DatasetError the missing root would give
+                api.train(load_config(None, overrides, registries=False))
+        text = str(err.value)
+        assert "method.params.preset: 'mek' expects str, got 3 (int)" in text
+        assert "data.options.variant: dataset 'rafdb' expects str, got 1 (int)" in text
     assert not (tmp_path / "run").exists()
 
 
 def test_unknown_dataset_option_suggests_the_close_one() -> None:
-    cfg = load_config(None, ["data.dataset=ferplus", "data.options={label_mod: soft}"])
-    with pytest.raises(ConfigError, match=r"data.options.label_mod: dataset 'ferplus' has no "
-                                          r"parameter 'label_mod'. Did you mean 'label_mode'\?"):
-        check_config(cfg)
+    cfg = load_config(None, ["data.dataset=ferplus", "data.options={soft_drop_single_vote: 1}"],
+                      registries=False)
+    with pytest.raises(ConfigError, match=r"data.options.soft_drop_single_vote: dataset 'ferplus' "
+                                          r"has no parameter 'soft_drop_single_vote'. Did you mean "
+                                          r"'soft_drop_single_votes'\? Its parameters: "
+                                          r"soft_drop_single_votes$"):
+        check_config(cfg)  # label_mode is no data.option: data.label_mode sets it

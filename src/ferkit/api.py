@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -10,8 +11,23 @@ from typing import Any
 
 import torch
 
-from ferkit.config import ConfigError, DataConfig, RunConfig, save_config, to_dict
-from ferkit.data import DatasetError, FERDataset, SplitNotAvailable, data_config_errors, dataset_from_config
+from ferkit.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    default_output_dir,
+    save_config,
+    to_dict,
+    validate,
+)
+from ferkit.data import (
+    DatasetError,
+    FERDataset,
+    SplitNotAvailable,
+    data_config_errors,
+    dataset_from_config,
+    dataset_options,  # noqa: F401  (ferkit.api name)
+)
 from ferkit.data.cache import cached_images, default_cache_dir
 from ferkit.data.imbalance import imbalanced_subset
 from ferkit.data.loader import BatchLoader, shuffle_sampler
@@ -23,11 +39,13 @@ from ferkit.engine.evaluate import evaluate as evaluate_loader
 from ferkit.engine.train import FitResult, fit
 from ferkit.evaluation import describe_data, evaluate_split  # noqa: F401  (API of eval, datasets)
 from ferkit.losses import check_class_counts
-from ferkit.methods import check_method_params, create_method
+from ferkit.methods import METHODS, check_method_params, create_method
 from ferkit.metrics import markdown_report
 from ferkit.models import BACKBONES, build_classifier
 from ferkit.provenance import git_commit, hardware, provenance  # noqa: F401  (ferkit.api names)
 from ferkit.registry import suggest
+from ferkit.run_folder import check_run_folder, clear_run_folder
+from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +67,9 @@ def build_splits(cfg: DataConfig) -> Splits:
         return dataset_from_config(cfg, split)
 
     train = make("train")
+    if cfg.label_mode == "soft" and train.soft_labels is None:
+        raise ConfigError(f"data.label_mode='soft': dataset '{cfg.dataset}' returned no soft "
+                          "labels; set data.label_mode=majority")
     try:
         val, val_source = make("val"), "official"
     except SplitNotAvailable:
@@ -68,14 +89,34 @@ def build_splits(cfg: DataConfig) -> Splits:
     return Splits(train, val, test, val_source)
 
 
-def check_config(cfg: RunConfig) -> None:
-    """Registry-level checks (dataset, backbone, method and its parameters), all errors at once."""
+def registry_errors(cfg: RunConfig) -> list[str]:
+    """Names checked against the registries: dataset (with its options and label mode),
+    backbone, method and its parameters; one line each."""
+    if not all(isinstance(v, str) for v in (cfg.data.dataset, cfg.model.backbone,
+                                             cfg.method.name)):
+        return []  # a name of the wrong type is reported by the loader
     errors = data_config_errors(cfg.data)
     if cfg.model.backbone not in BACKBONES:
         errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
-                      f"{suggest(cfg.model.backbone, BACKBONES.names())} "
+                      f"{suggest(str(cfg.model.backbone), BACKBONES.names())} "
                       f"Available: {', '.join(BACKBONES.names())}")
     errors += check_method_params(cfg.method.name, cfg.method.params)
+    if (cfg.data.label_mode == "soft" and cfg.method.name in METHODS
+            and not METHODS.get(cfg.method.name).uses_soft_labels):
+        users = [n for n in METHODS.names() if METHODS.get(n).uses_soft_labels]
+        errors.append(f"data.label_mode: 'soft' needs a method that trains on vote "
+                      f"distributions; method '{cfg.method.name}' uses hard labels only. Use "
+                      f"method.name={' or '.join(users)}, or data.label_mode=majority")
+    return errors
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Every value and registry check of a built config, all errors at once.
+
+    Raises:
+        ConfigError: listing every problem.
+    """
+    errors = validate(cfg) + registry_errors(cfg)
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
 
@@ -92,13 +133,24 @@ def _loader(dataset: FERDataset, cfg: DataConfig, dist: DistInfo, **kwargs: Any)
                        **kwargs)
 
 
-def train(cfg: RunConfig) -> FitResult:
+def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
     """Train one run end to end; evaluates the last and the val-selected checkpoints on test when
     the test split exists, and writes ``results.json`` and ``report.md`` to ``cfg.output_dir``.
 
-    Launched under torchrun, the same call trains with DDP (one process per device).
+    An existing ``output_dir`` is resumed when it holds the same config (apart from
+    :data:`ferkit.run_folder.RESUMABLE_KEYS`); otherwise nothing is written and a
+    :class:`~ferkit.run_folder.RunFolderError` names the differences. Launched under torchrun,
+    the same call trains with DDP (one process per device).
+
+    Args:
+        cfg: the resolved run config (``output_dir`` None: :func:`default_output_dir`).
+        overwrite: delete the run files already in ``output_dir`` and start from scratch.
     """
     check_config(cfg)
+    if cfg.output_dir is None:
+        cfg = dataclasses.replace(cfg, output_dir=default_output_dir(cfg.method.name))
+    if not overwrite:
+        check_run_folder(cfg)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     device = resolve_device(cfg.train.device)
@@ -108,7 +160,10 @@ def train(cfg: RunConfig) -> FitResult:
     output_dir = Path(cfg.output_dir)
     splits = build_splits(cfg.data)
     if dist.is_main:
+        if overwrite:
+            clear_run_folder(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
+        remove_dead_temp_files(output_dir)  # a killed run's half-written files, never read
         save_config(cfg, output_dir / "config.yaml", provenance())
         if dist.enabled:  # rank 0 decodes the disk caches first, the others then map them
             for split in (splits.train, splits.val):
@@ -135,6 +190,10 @@ def train(cfg: RunConfig) -> FitResult:
         "class_counts": train_set.class_counts.tolist(), "num_samples": len(train_set),
         "dataset": cfg.data.dataset, "val_source": splits.val_source, "config": to_dict(cfg),
     }
+    if cfg.data.dataset == "ferplus":  # the crops the packaged alignment template was measured on
+        from ferkit.inference.align import default_template
+
+        meta["align_template"] = default_template().tolist()
     log.info("train: %s", train_set.summary())
     log.info("val (%s): %s", splits.val_source, splits.val.summary())
     result = fit(method, train_loader, val_loader, optim_cfg=cfg.optim, train_cfg=cfg.train,
@@ -186,7 +245,7 @@ def evaluate(
     the confusion matrix."""
     from ferkit.inference import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint, device=device)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, warn_synthetic=False)
     if tuple(dataset.class_names) != tuple(predictor.class_names):
         raise DatasetError(f"dataset classes {list(dataset.class_names)} differ from the "
                            f"checkpoint's {list(predictor.class_names)}; set num_classes to "

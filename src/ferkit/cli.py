@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 
 from ferkit._version import __version__
 from ferkit.config import ConfigError, DataConfig
 from ferkit.data.base import DatasetError
 from ferkit.engine.checkpoint import CheckpointError
+from ferkit.inference.faces import DetectorWeightsError
+from ferkit.inference.onnx_backend import OnnxUnavailable
+from ferkit.models.weights import WeightsError
 from ferkit.registry import UnknownNameError
 
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, UnknownNameError, FileNotFoundError,
-               ValueError)
+# Errors that are the user's to fix: one line (plus detail lines) and exit code 2; -v adds the
+# traceback. FloatingPointError is the NaN / inf loss stop.
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, UnknownNameError, WeightsError,
+               FileNotFoundError, FloatingPointError, ValueError, DetectorWeightsError,
+               OnnxUnavailable)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the training loop and the benchmark record it the same)."""
+
+
+def _interrupted(output_dir: str) -> str:
+    last = Path(output_dir) / "last.safetensors"
+    if last.is_file():
+        return (f"stopped; {last} holds the last finished epoch: re-run the same command to "
+                "resume from it")
+    return (f"stopped during the first epoch: nothing was saved in {output_dir} yet, so a re-run "
+            "of the same command starts from the beginning")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -27,7 +48,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
     cfg = load_config(args.config, overrides)
-    result = train(cfg)
+    try:
+        result = train(cfg, overwrite=args.overwrite)
+    except KeyboardInterrupt as err:
+        err.args = (_interrupted(str(cfg.output_dir)),)
+        raise
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
         return 0
     best, last = result.best, result.last
@@ -65,18 +90,53 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from ferkit.inference import Predictor
+    from ferkit.inference.files import predict_files, write_results
+    from ferkit.inference.prior import parse_prior
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
-    results = predictor.predict(args.images)
-    for path, result in zip(args.images, results):
-        if args.json:
-            print(json.dumps({"image": str(path), **result}))
-        else:
-            print(f"{path}: {result['label']} ({100 * result['confidence']:.1f}%)")
-    if args.cam_dir:
-        written = predictor.save_cam_overlays(args.images, args.cam_dir,
-                                              [Path(p).stem for p in args.images])
-        print(f"attention maps: {len(written)} files in {args.cam_dir}")
+    images, checkpoint = list(args.images), args.checkpoint
+    if checkpoint is None and images and images[0].endswith((".safetensors", ".onnx")):
+        checkpoint = images.pop(0)  # the earlier form: ferkit predict CHECKPOINT IMAGE...
+    if not images:
+        raise ValueError("ferkit predict needs at least one image, folder or glob pattern")
+    prior = parse_prior(args.prior)
+    options = {"device": args.device, "backend": args.backend, "threads": args.threads}
+    predictor = (Predictor.from_checkpoint(checkpoint, **options) if checkpoint
+                 else Predictor.from_pretrained(**options))
+    predictor.batch_size = args.batch_size
+    results = predict_files(predictor, images, detect=not args.no_detect, prior=prior, tau=args.tau,
+                            batch_size=args.batch_size, annotate_dir=args.annotate,
+                            cam_dir=args.cam_dir, cam_mirror=args.cam_mirror)
+    read, failed = write_results(results, predictor.class_names, "jsonl" if args.json else args.format)
+    if read == 0:
+        print(f"error: no image could be read ({failed} unreadable input(s))", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ferkit.inference.export import ExportError, export_onnx
+
+    try:
+        report = export_onnx(args.checkpoint, args.out, tolerance=args.tolerance,
+                             num_parity_images=args.parity_images, exporter=args.exporter)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"parity on {report.parity_source}: max |logit difference| {report.max_abs_diff:.3g} "
+          f"(tolerance {report.tolerance:g}); argmax agrees on {100 * report.labels_agree:.0f}%")
+    print(f"wrote {report.path} ({report.path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ferkit.inference.serve import run_server
+
+    try:
+        run_server(args.checkpoint, host=args.host, port=args.port, backend=args.backend,
+                   device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads)
+    except ImportError as err:  # the [serve] or [onnx] extra is missing; the message names it
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -133,7 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="recipe YAML (overrides of the defaults)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override, e.g. --set train.epochs=40 (repeatable)")
-    p.add_argument("--output-dir", help="shortcut for --set output_dir=...")
+    p.add_argument("--output-dir", help="shortcut for --set output_dir=... (default: "
+                   "runs/<recipe name>/<method.name>, runs/default/<method.name> without --config)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run files already in the output folder (config, checkpoints, "
+                   "metrics, results, report, tensorboard/) and train from scratch")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
@@ -145,13 +209,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the JSON and markdown (default: beside the checkpoint)")
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("predict", help="predict expressions of face images")
-    p.add_argument("checkpoint")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--cam-dir", help="also save attention-map overlays here")
-    p.add_argument("--json", action="store_true", help="one JSON line per image")
+    p = sub.add_parser(
+        "predict", help="expressions of every face in photos (or face crops with --no-detect)",
+        description="Detect faces (MTCNN), align each to the training-crop geometry and classify "
+        "it. Exit status: 0 when at least one image was read (images without a face included), 1 "
+        "when no input could be read, 2 for a usage or checkpoint error.")
+    p.add_argument("images", nargs="+", help="image files, folders and glob patterns")
+    p.add_argument("-c", "--checkpoint", help="a ferkit checkpoint (default: the packaged model)")
+    p.add_argument("--format", default="table", choices=("table", "jsonl", "csv"),
+                   help="output: a readable table (default), JSON lines or CSV (with landmarks)")
+    p.add_argument("--json", action="store_true", help="same as --format jsonl")
+    p.add_argument("--no-detect", action="store_true",
+                   help="inputs are already face crops: classify each whole image")
+    p.add_argument("--prior", default="train", metavar="train|uniform|v1,v2,...",
+                   help="class prior to assume at deployment (post-hoc logit adjustment; "
+                   "default train = the model as trained)")
+    p.add_argument("--tau", type=float, default=1.0, help="strength of the prior adjustment")
+    p.add_argument("--annotate", metavar="DIR", help="write a copy of each photo with boxes and labels")
+    p.add_argument("--cam-dir", help="also save attention maps of every face here")
+    p.add_argument("--cam-mirror", action="store_true",
+                   help="attention maps with the mirrored face as a second row (the paper's Figure 4)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="images decoded at a time and faces per forward pass (bounds memory)")
     p.add_argument("--device", default="auto")
-    p.set_defaults(func=_predict)
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                   help="onnx: onnxruntime on a .onnx file from `ferkit export` (a checkpoint is "
+                   "exported on the fly); needs pip install \"ferkit[onnx]\"")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    p.set_defaults(func=_predict, checkpoint=None)
+
+    p = sub.add_parser("export", help="export a checkpoint to one ONNX file (with a parity check)")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest accepted |logit difference| against torch (default 1e-4)")
+    p.add_argument("--parity-images", type=int, default=32, help="crops the parity check uses")
+    p.add_argument("--exporter", default="dynamo", choices=("dynamo", "torchscript"),
+                   help="torch exporter (torchscript is deprecated in torch >= 2.9)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("serve", help="local web page and JSON endpoint for photos "
+                       "(needs pip install \"ferkit[serve]\")")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint or .onnx file (default: the shipped "
+                   "model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="upload size cap (MB)")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("datasets", help="check a dataset root and print counts per split/class")
     p.add_argument("root", nargs="?", help="shortcut for --set data.root=...")
@@ -185,16 +292,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         return args.func(args)
     except USER_ERRORS as err:
+        if args.verbose:
+            traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted; re-run the same command to resume from the last checkpoint",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        detail = str(err.args[0]) if err.args else ("re-run the same command to resume from "
+                                                     "the last finished epoch, if one was saved")
+        print(f"{what}: {detail}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    finally:
+        if in_main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)

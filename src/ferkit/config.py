@@ -7,6 +7,9 @@ types, values out of range) and reported in one :class:`ConfigError`.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,8 +18,10 @@ from typing import Any
 
 import yaml
 
+from ferkit.config_checks import CHOICES, RULES, validate  # noqa: F401 (re-exported)
 from ferkit.data.transforms import AugmentConfig
 from ferkit.registry import suggest
+from ferkit.tempfiles import temp_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -134,6 +139,9 @@ class TrainConfig:
 
     Attributes:
         epochs: number of epochs.
+        steps: train for exactly this many optimiser steps instead (None = ``epochs`` full
+            epochs): ``ceil(steps / steps_per_epoch)`` epochs, the last one cut short; schedules
+            span these steps (the MEK authors' recipe counts steps: 60,000 of batch 32).
         device: "auto" (cuda when available), "cpu" or "cuda[:N]".
         amp: "auto" (bf16 on CUDA with bf16 support, else fp16; on CPU bf16 only where the CPU
             has native bf16, else fp32), "bf16", "fp16" or "none".
@@ -148,6 +156,7 @@ class TrainConfig:
     """
 
     epochs: int = 10
+    steps: int | None = None
     device: str = "auto"
     amp: str = "auto"
     channels_last: bool = True
@@ -175,20 +184,68 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    output_dir: str = "runs/default"
+    output_dir: str | None = None  # None: runs/<recipe file stem, or "default">/<method.name>
     seed: int = 0
 
 
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "data.label_mode": ("majority", "soft"),
-    "data.num_classes": (7, 8),
-    "data.augment.crop": ("resized", "pad", "none"),
-    "data.augment.erasing_fill": ("zero", "mean", "random"),
-    "optim.name": ("adam", "adamw", "sgd"),
-    "optim.scheduler": ("exponential", "cosine", "none"),
-    "train.amp": ("auto", "bf16", "fp16", "none"),
-    "train.select_metric": ("mean_class_accuracy", "accuracy", "macro_f1"),
-}
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with a repeated key (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (line {line}; first on line {seen[key]}): "
+                    "the first block would be dropped silently; merge them into one",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML text, refusing duplicate keys; errors name ``source`` and the line.
+
+    Raises:
+        ConfigError: not valid YAML, or a mapping repeats a key.
+    """
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        detail = " ".join(str(err).split())
+        raise ConfigError(f"{source}: not valid YAML: {detail}") from err
+
+
+def _read_yaml_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text (UTF-8) YAML file: byte {err.start} is "
+                          f"{err.object[err.start:err.start + 1]!r}; give a recipe such as "
+                          "configs/quickstart.yaml") from err
+    return load_yaml(text, str(path))
+
+
+def _coerce_scalar(value: Any, hint: type, key: str, errors: list[str]) -> Any:
+    """A YAML scalar as ``hint`` (int, float, str, bool), or an error."""
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            errors.append(f"{key}: expected float, got {value!r}")
+            return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        errors.append(f"{key}: must be a finite number, got {value!r}")
+        return value
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, hint) or (hint in (int, float) and isinstance(value, bool)):
+        errors.append(f"{key}: expected {hint.__name__}, got {value!r}")
+    return value
 
 
 def _coerce(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
@@ -216,13 +273,7 @@ def _coerce(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
         return dict(value) if isinstance(value, dict) else {}
     if hint is Any:
         return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        errors.append(f"{key}: expected {hint.__name__}, got {value!r}")
-    return value
+    return _coerce_scalar(value, hint, key, errors)
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str, errors: list[str]) -> Any:
@@ -231,7 +282,7 @@ def _build(cls: type, values: dict[str, Any], prefix: str, errors: list[str]) ->
     kwargs = {}
     for key, value in values.items():
         if key not in names:
-            errors.append(f"unknown config key '{prefix}{key}'.{suggest(key, names)} "
+            errors.append(f"unknown config key '{prefix}{key}'.{suggest(str(key), names)} "
                           f"Valid keys here: {', '.join(prefix + n for n in names)}")
             continue
         kwargs[key] = _coerce(value, hints[key], prefix + key, errors)
@@ -270,81 +321,115 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item}: '{part}' was also set to a value by another "
+                                  "--set; set either the mapping or its keys")
+        node[parts[-1]] = load_yaml(raw, f"--set {item}") if raw.strip() else None
     return nested
 
 
 def _merge_params(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Like _merge, but method.params from several sources are merged key by key."""
     merged = _merge(base, update)
-    if "method" in base and "method" in update:
+    if isinstance(base.get("method"), dict) and isinstance(update.get("method"), dict):
         params = dict(base["method"].get("params") or {})
         params.update(update["method"].get("params") or {})
         merged["method"] = {**merged["method"], "params": params}
     return merged
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+def _leaves(values: Any, prefix: str = "") -> set[str]:
+    """Every dotted key that a nested mapping sets (leaves, through params/options too)."""
+    if not isinstance(values, dict) or not values:
+        return {prefix.rstrip(".")} if prefix else set()
+    return {k for key, value in values.items() for k in _leaves(value, f"{prefix}{key}.")}
+
+
+def _error_key(error: str) -> str:
+    match = re.match(r"unknown config key '([^']+)'", error) or re.match(r"([\w.]+):", error)
+    return match.group(1) if match else ""
+
+
+def _attribute(error: str, from_set: set[str], from_file: set[str], path: Path | None) -> str:
+    """``error`` with where its key was set: ``(--set ...)``, ``(in FILE)`` or (default) nothing."""
+    key = _error_key(error)
+    parts = key.split(".")
+    prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    def hit(keys: set[str]) -> bool:
+        return bool(prefixes & keys) or any(k.startswith(key + ".") for k in keys)
+    if key and hit(from_set):
+        return f"{error} (--set)"
+    if key and path is not None and hit(from_file):
+        return f"{error} (in {path})"
+    return error
+
+
+def default_output_dir(method: str, recipe: str | Path | None = None) -> str:
+    """``runs/<recipe file stem>/<method>`` (``runs/default/<method>`` without a recipe)."""
+    return f"runs/{Path(recipe).stem if recipe else 'default'}/{method}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                registries: bool = True) -> RunConfig:
     """Resolve a run config: defaults, then the YAML recipe at ``path``, then ``overrides``.
 
+    ``output_dir`` left unset becomes :func:`default_output_dir` of the recipe and method.
+
+    Args:
+        registries: also check names against the registries (dataset, backbone, method and its
+            parameters), in the same report.
+
     Raises:
-        ConfigError: listing every unknown key (with suggestions) and invalid value.
+        ConfigError: listing every unknown key (with suggestions) and invalid value, each with
+            where it was set (``--set`` or the recipe file).
     """
     values: dict[str, Any] = {}
+    loaded: Any = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        loaded = _read_yaml_file(path) or {}
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
+            raise ConfigError(f"{path}: expected a mapping at the top level, got "
+                              f"{type(loaded).__name__}")
         values = loaded
-    values = _merge_params(values, parse_overrides(overrides or []))
+    cli = parse_overrides(overrides or [])
+    values = _merge_params(values, cli)
     errors: list[str] = []
     cfg = _build(RunConfig, values, "", errors)
     errors += validate(cfg)
+    if registries:
+        from ferkit.api import registry_errors  # the registries import torch and models
+
+        errors += registry_errors(cfg)
     if errors:
-        where = f" in {path}" if path else ""
-        raise ConfigError(f"invalid configuration{where}:\n  - " + "\n  - ".join(errors))
+        lines = [_attribute(e, _leaves(cli), _leaves(loaded if path else {}), path)
+                 for e in errors]
+        raise ConfigError(f"invalid configuration ({len(lines)} problem"
+                          f"{'s' if len(lines) > 1 else ''}):\n  - " + "\n  - ".join(lines))
+    if cfg.output_dir is None:
+        cfg.output_dir = default_output_dir(cfg.method.name, path)
     return cfg
 
 
-def validate(cfg: RunConfig) -> list[str]:
-    """Value checks that do not need the registries (those are checked by ``api``)."""
-    errors = []
-    for key, allowed in CHOICES.items():
-        node: Any = cfg
-        for part in key.split("."):
-            node = getattr(node, part)
-        if node not in allowed:
-            hint = suggest(str(node), [str(a) for a in allowed])
-            errors.append(f"{key}: '{node}' is not one of {list(allowed)}.{hint}")
-    positive = {"data.image_size": cfg.data.image_size, "data.batch_size": cfg.data.batch_size,
-                "train.epochs": cfg.train.epochs, "optim.lr": cfg.optim.lr}
-    errors += [f"{k}: must be > 0, got {v}" for k, v in positive.items()
-               if isinstance(v, (int, float)) and v <= 0]
-    if cfg.data.imbalance_factor is not None and cfg.data.imbalance_factor < 1:
-        errors.append(f"data.imbalance_factor: must be >= 1, got {cfg.data.imbalance_factor}")
-    if not 0 < cfg.data.val_fraction < 1:
-        errors.append(f"data.val_fraction: must be in (0, 1), got {cfg.data.val_fraction}")
-    return errors
-
-
 def save_config(cfg: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
-    """Write the resolved config (plus provenance in ``extra``) as YAML."""
+    """Write the resolved config (plus provenance in ``extra``) as YAML, atomically."""
     data = to_dict(cfg)
     if extra:
         data = {"provenance": extra, **data}
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp = temp_path(Path(path))
+    try:
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from its dict form (e.g. checkpoint metadata)."""
     values = {k: v for k, v in values.items() if k != "provenance"}
-    errors: list[str] = []
+    errors = []
     cfg = _build(RunConfig, values, "", errors)
     if errors:
         raise ConfigError("invalid stored configuration:\n  - " + "\n  - ".join(errors))

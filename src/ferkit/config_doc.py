@@ -43,7 +43,7 @@ def attribute_help(cls: type) -> dict[str, str]:
     helps: dict[str, str] = {}
     names: list[str] = []
     for line in match.group(1).splitlines():
-        entry = re.match(r"^    ([\w, ]+?):\s*(.*)$", line)
+        entry = re.match(r"^    (\w+(?:, \w+)*):\s*(.*)$", line)  # "name:" or "a, b:"
         if entry:
             names = [n.strip() for n in entry.group(1).split(",")]
             for name in names:
@@ -104,13 +104,14 @@ def format_config_doc(registered: bool = True) -> str:
     lines = ["Config keys (set in a recipe YAML or with --set KEY=VALUE):", "",
              *_table(("key", "type", "default", "help"), rows)]
     if registered:
-        from ferkit.data import DATASETS, dataset_info
+        from ferkit.data import DATASETS
+        from ferkit.data.registry import settable_options
         from ferkit.methods import METHODS
         from ferkit.methods.base import RESERVED
         from ferkit.params import signature_params
 
         methods = {n: signature_params(METHODS.get(n), RESERVED) for n in METHODS.names()}
-        datasets = {n: dataset_info(n).options for n in DATASETS.names()}
+        datasets = {n: settable_options(n) for n in DATASETS.names()}
         lines += _params_lines("method.params, per method.name:", methods)
         lines += _params_lines("data.options, per data.dataset:", datasets)
     return "\n".join(lines)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.config import ConfigError, DataConfig
-from ferkit.data import data_config_errors, dataset_from_config
+from ferkit.data import data_config_errors, dataset_from_config, dataset_options
 from ferkit.data.check import describe
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.metrics import markdown_report
@@ -28,7 +28,8 @@ class EvalResult:
 
 
 def check_data_config(data: DataConfig) -> None:
-    """Registry-level checks of a DataConfig (dataset name, its options by name and type).
+    """Registry-level checks of a DataConfig (dataset name, its options by name and type, the
+    label mode).
 
     Raises:
         ConfigError: every problem at once, with did-you-mean suggestions.
@@ -69,7 +70,7 @@ def describe_data(data: DataConfig) -> str:
     missing images, and the ``data.imbalance_factor`` training subset when one is set."""
     check_data_config(data)
     return describe(data.dataset, data.root, num_classes=data.num_classes,
-                    imbalance_factor=data.imbalance_factor, **data.options)
+                    imbalance_factor=data.imbalance_factor, **dataset_options(data))
 
 
 __all__ = ["EvalResult", "check_data_config", "describe_data", "evaluate_split"]

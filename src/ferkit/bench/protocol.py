@@ -38,9 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ferkit.config import ConfigError, RunConfig, config_from_dict, parse_overrides, validate
+from ferkit.config import (
+    ConfigError,
+    RunConfig,
+    config_from_dict,
+    load_yaml,
+    parse_overrides,
+    validate,
+)
 from ferkit.methods import METHODS, check_method_params
 from ferkit.registry import suggest
 
@@ -333,10 +338,11 @@ def load_protocol(path: str | Path, _chain: tuple[Path, ...] = ()) -> Protocol:
     path = Path(path)
     if not path.is_file():
         raise ProtocolError(f"benchmark protocol not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ProtocolError(f"benchmark protocol {path}: not valid YAML: {err}") from err
+    try:  # duplicate keys are refused, as in recipes
+        data = load_yaml(path.read_text(), f"benchmark protocol {path}")
+    except (ConfigError, UnicodeDecodeError) as err:
+        raise ProtocolError(str(err) if isinstance(err, ConfigError) else
+                            f"benchmark protocol {path}: not a text YAML file ({err})") from err
     parent = None
     if isinstance(data, dict) and data.get("extends") is not None:
         name = str(data["extends"])

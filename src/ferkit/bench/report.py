@@ -19,9 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ferkit.bench.protocol import Protocol, Setting
+from ferkit.bench import placeholders
+from ferkit.bench.protocol import Protocol, Setting, bench_dirs
 from ferkit.bench.records import PlannedRun
 from ferkit.engine.checkpoint import atomic_write_text
+from ferkit.tempfiles import temp_path
 
 METRICS = (("accuracy", "overall"), ("mean_class_accuracy", "mean class"), ("macro_f1", "macro-F1"))
 TABLES = (("val", "last", "Validation, last epoch"),
@@ -171,28 +173,33 @@ def _plot(setting: Setting, rows: list[dict[str, Any]], path: Path) -> str | Non
     ax.legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     fig.savefig(tmp, format="png", dpi=120)
     os.replace(tmp, path)
     return None
 
 
-def _run_entry(run: PlannedRun) -> dict[str, Any]:
+def _run_entry(run: PlannedRun, out_dir: Path) -> dict[str, Any]:
     record = run.record.to_json() if run.record else {}
     results = run.results or {}
+    # $ROOT / $OUT for the paths of this machine and of the one that made the record
+    paths = placeholders.record_pairs(record, run.id)
+    paths += placeholders.pairs(run.config.data.root, out_dir)
+    paths.sort(key=lambda item: -len(item[0]))
     attempts = record.get("attempts") or []
     prov = results.get("provenance") or (attempts[-1].get("provenance") if attempts else {}) or {}
     return {"id": run.id, "status": run.status, "seed": run.spec.seed,
             "setting": run.spec.setting.name, "label": run.spec.method.label,
-            "method": run.spec.method.name, "output_dir": str(run.dir),
-            "command": record.get("command"), "bench_command": record.get("bench_command"),
+            "method": run.spec.method.name, "output_dir": f"{placeholders.OUT}/runs/{run.id}",
+            "command": placeholders.substitute(record.get("command"), paths),
+            "bench_command": placeholders.substitute(record.get("bench_command"), paths),
             "commit": prov.get("git_commit"), "hardware": prov.get("hardware"),
             "torch_version": prov.get("torch_version"),
             "ferkit_version": prov.get("ferkit_version"),
             "epochs": results.get("epochs"), "train_time_s": results.get("train_time_s"),
             "wall_clock_s": record.get("wall_clock_s"),
             "date": (attempts[-1].get("ended") if attempts else None),
-            "attempts": len(attempts), "error": record.get("error"),
+            "attempts": len(attempts), "error": placeholders.substitute(record.get("error"), paths),
             "config_changes": run.changes, "results": results or None}
 
 
@@ -206,7 +213,8 @@ def _provenance_lines(entries: list[dict[str, Any]]) -> list[str]:
                  e["train_time_s"], e["wall_clock_s"], e["date"]]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     commands = [f"# {e['id']}\n{e['command']}" for e in entries if e["command"]]
-    lines += ["", "### Commands (each reproduces one run)", "", "```bash", *commands, "```", ""]
+    lines += ["", "### Commands (each reproduces one run)", "", placeholders.NOTE, "", "```bash",
+              *commands, "```", ""]
     failed = [e for e in entries if e["status"] == "failed"]
     if failed:
         lines += ["## Failed runs", ""] + [f"- `{e['id']}`: {e['error'].splitlines()[0]}"
@@ -231,12 +239,13 @@ def write_report(protocol: Protocol, out_dir: Path, runs: list[PlannedRun]) -> d
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = [dataclasses.replace(run, results=run.read_results()) for run in runs]
-    entries = [_run_entry(r) for r in runs]
+    entries = [_run_entry(r, out_dir) for r in runs]
+    protocol_file = placeholders.display_path(protocol.path, bench_dirs())
     finished = sum(e["status"] == "finished" for e in entries)
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     md = [f"# Benchmark: {protocol.name}", "", protocol.description.strip(), "",
           f"Generated {generated} from {finished} of {len(entries)} runs"
-          f" (protocol file: `{protocol.path}`).", "",
+          f" (protocol file: `{protocol_file}`).", "",
           "Model selection uses the validation split only; test results are reported for the "
           "last epoch and for the val-selected checkpoint. Cells are mean ± sample std over "
           "seeds, in percent; `seeds` is the number of finished seeds.", ""]
@@ -272,7 +281,7 @@ def write_report(protocol: Protocol, out_dir: Path, runs: list[PlannedRun]) -> d
                          "val_source": first.get("val_source"), "methods": rows})
     md += _provenance_lines(entries)
     data = {"protocol": {"name": protocol.name, "description": protocol.description,
-                         "file": str(protocol.path) if protocol.path else None},
+                         "file": protocol_file},
             "generated": generated, "settings": settings, "runs": entries}
     atomic_write_text(out_dir / "results.json", json.dumps(data, indent=2) + "\n")
     atomic_write_text(out_dir / "results.md", "\n".join(md))

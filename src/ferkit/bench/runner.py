@@ -8,7 +8,8 @@ reproduces the run, every attempt (date, wall-clock time, provenance) and the la
 Resume rules (decided here, stated in the report):
 
 - A run is *finished* when its ``results.json`` exists and its stored config equals the config the
-  protocol resolves to now (ignoring :data:`RUN_ONLY_KEYS`, which do not change results).
+  protocol resolves to now (ignoring :data:`ferkit.run_folder.RUN_ONLY_KEYS`, which do not
+  change results; the comparison is :func:`ferkit.run_folder.config_changes`, as for resume).
   Finished runs are skipped.
 - An unfinished run calls ``api.train`` again, which resumes from ``last.safetensors``.
 - A run folder whose stored config differs is never trained into and never reported: the
@@ -41,19 +42,18 @@ from typing import Any
 
 import yaml
 
-from ferkit.bench.protocol import Protocol, find_protocol, load_protocol
+from ferkit.bench import placeholders
+from ferkit.bench.protocol import Protocol, bench_dirs, find_protocol, load_protocol
 from ferkit.bench.records import Attempt, PlannedRun, RunRecord
 from ferkit.bench.report import write_report
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
+from ferkit.run_folder import RUN_ONLY_KEYS, config_changes, flatten
 
 log = logging.getLogger(__name__)
 
 RECORD = "bench_run.json"
 LOCK = ".lock"
-# Keys that say where or how visibly a run executes, not what it computes.
-RUN_ONLY_KEYS = ("output_dir", "data.root", "data.cache_dir", "train.progress",
-                 "train.tensorboard", "train.num_threads")
 
 
 class BenchError(ValueError):
@@ -62,17 +62,6 @@ class BenchError(ValueError):
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config dict -> dotted leaves; ``options`` / ``params`` mappings stay whole."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and key not in ("options", "params"):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 def _yaml_value(value: Any) -> str:
@@ -95,23 +84,12 @@ def _yaml_value(value: Any) -> str:
 
 def train_command(cfg: RunConfig) -> str:
     """The ``ferkit train`` command that reproduces ``cfg``: one ``--set`` per non-default value."""
-    defaults = _flatten(to_dict(RunConfig()))
-    values = _flatten(to_dict(cfg))
+    defaults = flatten(to_dict(RunConfig()))
+    values = flatten(to_dict(cfg))
     sets = [f"{key}={_yaml_value(value)}" for key, value in values.items()
             if key != "output_dir" and value != defaults.get(key)]
     parts = ["ferkit", "train"] + [x for s in sets for x in ("--set", s)]
     return shlex.join(parts + ["--output-dir", cfg.output_dir])
-
-
-def config_changes(stored: dict[str, Any], current: RunConfig) -> list[str]:
-    """Keys whose stored value differs from ``current`` (``key: stored -> current``)."""
-    defaults = _flatten(json.loads(json.dumps(to_dict(RunConfig()))))
-    # a key added to RunConfig since the run was stored reads as its default
-    old = {**defaults, **_flatten(json.loads(json.dumps(stored)))}
-    new = _flatten(json.loads(json.dumps(to_dict(current))))
-    return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
-            for k in sorted(set(old) | set(new))
-            if k not in RUN_ONLY_KEYS and old.get(k) != new.get(k)]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -257,7 +235,8 @@ def execute_run(run: PlannedRun, bench_command: str) -> RunRecord:
         attempts[-1] = killed
     attempt = Attempt(started=_now(), status="running", provenance=api.provenance())
     record = RunRecord(spec.id, spec.setting.name, spec.method.label, spec.method.name,
-                       spec.method.params, spec.seed, to_dict(cfg), train_command(cfg),
+                       spec.method.params, spec.seed, to_dict(cfg),
+                       _placeholder_command(cfg, spec.id),
                        bench_command, "running", None, attempts + [attempt])
     _write_record(run, record)
     start = time.perf_counter()
@@ -282,12 +261,20 @@ def execute_run(run: PlannedRun, bench_command: str) -> RunRecord:
     return record
 
 
+def _placeholder_command(cfg: RunConfig, run_id: str) -> str:
+    """:func:`train_command` with ``$ROOT`` / ``$OUT`` for the data root and results folder."""
+    replacements = placeholders.record_pairs({"config": to_dict(cfg)}, run_id)
+    return placeholders.join([placeholders.substitute(part, replacements) or part
+                              for part in shlex.split(train_command(cfg))])
+
+
 def _bench_command(protocol: Protocol, root: str | None, out_dir: Path, overrides: list[str],
                    run_id: str) -> str:
-    parts = ["ferkit", "bench", str(protocol.path or protocol.name)]
-    parts += ["--root", str(root)] if root else []
-    parts += ["--out", str(out_dir)] + [x for o in overrides for x in ("--set", o)]
-    return shlex.join(parts + ["--only", run_id])
+    """The ``ferkit bench`` command of one run, with ``$ROOT`` / ``$OUT`` placeholders."""
+    name = placeholders.display_path(protocol.path, bench_dirs()) or protocol.name
+    parts = ["ferkit", "bench", name] + (["--root", placeholders.ROOT] if root else [])
+    parts += ["--out", placeholders.OUT] + [x for o in overrides for x in ("--set", o)]
+    return placeholders.join(parts + ["--only", run_id])
 
 
 def run_protocol(

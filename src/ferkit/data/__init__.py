@@ -29,6 +29,7 @@ from ferkit.data.registry import (
     data_config_errors,
     dataset_from_config,
     dataset_info,
+    dataset_options,
     has_split,
     register_dataset,
 )
@@ -37,6 +38,6 @@ from ferkit.data.splits import SPLITS, SplitNotAvailable
 __all__ = [
     "DATASETS", "SPLITS", "DatasetError", "DatasetInfo", "FERDataset", "FakeTree",
     "SplitNotAvailable", "build_dataset", "check_dataset_options", "data_config_errors",
-    "dataset_from_config", "dataset_info",
+    "dataset_from_config", "dataset_info", "dataset_options",
     "decode_image", "has_split", "imbalance_counts", "imbalanced_subset", "register_dataset",
 ]

@@ -17,6 +17,7 @@ validation.csv (the official test set is unreleased); there is no official "val"
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,10 @@ class AffectNet(FERDataset):
         x, y, w, h = (int(v) for v in self.boxes[index])
         crop = image[max(y, 0) : y + h, max(x, 0) : x + w]
         return crop if crop.size else image
+
+    def decode_signature(self, indices: np.ndarray) -> str:
+        boxes = hashlib.sha1(np.ascontiguousarray(self.boxes[indices]).tobytes()).hexdigest()
+        return f"crop_face={self.crop_face}|boxes={boxes}"
 
 
 def read_list(csv_path: Path, num_classes: int) -> tuple[list[str], list[int], np.ndarray]:

@@ -9,8 +9,6 @@ each image once into a memory-mapped cache (:mod:`ferkit.data.cache`) and augmen
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
+
+from ferkit.data.fingerprint import fingerprint_files
 
 
 class DatasetError(RuntimeError):
@@ -96,16 +96,21 @@ class FERDataset(Dataset):
         """Decoded image ``[H, W, C]`` uint8 at its stored size."""
         return decode_image(self.paths[index], self.channels)
 
-    def cache_key(self) -> str:
-        """Content key for the decode cache: file names, sizes and modification times."""
-        digest = hashlib.sha1(f"{type(self).__name__}|{self.channels}".encode())
-        for path in self.paths:
-            try:
-                stat = os.stat(path)
-                digest.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-            except FileNotFoundError:
-                digest.update(f"{path.name}|missing\n".encode())
-        return digest.hexdigest()[:16]
+    def cache_key(self, indices: np.ndarray | None = None) -> str:
+        """Content key of the decoded pixels of samples ``indices`` (all when None).
+
+        Resolved file paths and a hash of each file's bytes (:mod:`ferkit.data.fingerprint`),
+        plus the class, the channel count and :meth:`decode_signature`. Decode settings
+        (size, resize method) are added by the cache itself.
+        """
+        index = np.arange(len(self)) if indices is None else np.asarray(indices, np.int64)
+        salt = f"{type(self).__name__}|{self.channels}|{self.decode_signature(index)}"
+        return fingerprint_files([self.paths[i] for i in index], salt)
+
+    def decode_signature(self, indices: np.ndarray) -> str:
+        """Whatever besides the file bytes shapes the decoded pixels of ``indices`` (e.g. face
+        boxes); subclasses whose :meth:`load_image` does more than decode a file override it."""
+        return ""
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image = torch.from_numpy(np.array(self.load_image(index).transpose(2, 0, 1), order="C"))
@@ -142,7 +147,6 @@ class _Subset(FERDataset):
     def load_image(self, index: int) -> np.ndarray:
         return self.parent.load_image(int(self.indices[index]))
 
-    def cache_key(self) -> str:
-        digest = hashlib.sha1(self.parent.cache_key().encode())
-        digest.update(self.indices.tobytes())
-        return digest.hexdigest()[:16]
+    def cache_key(self, indices: np.ndarray | None = None) -> str:
+        chosen = self.indices if indices is None else self.indices[np.asarray(indices, np.int64)]
+        return self.parent.cache_key(chosen)

@@ -56,10 +56,14 @@ def describe(
         except SplitNotAvailable:
             notes[split] = "no official split (a seeded hold-out of train is used for val)"
         except DatasetError as err:
-            notes[split] = str(err).splitlines()[0]
+            notes[split] = str(err)
     if not datasets:
+        errors = list(dict.fromkeys(notes.values()))  # the whole message (expected layout too)
+        if len(errors) == 1:
+            raise DatasetError(f"{name} at {root}: no split could be read: {errors[0]}")
         raise DatasetError(f"{name} at {root}: no split could be read.\n" + "\n".join(
             f"  {split}: {note}" for split, note in notes.items()))
+    notes = {split: note.splitlines()[0] for split, note in notes.items()}
     class_names = next(iter(datasets.values())).class_names
     lines = [f"{name} at {root} ({num_classes} classes)", ""]
     rows, missing_notes = [], []

@@ -174,23 +174,76 @@ def build_dataset(
                            transform=transform, **options)
 
 
+def settable_options(name: str) -> dict[str, Param]:
+    """The typed options of dataset ``name`` that ``data.options`` may set: all but
+    ``label_mode``, which ``data.label_mode`` alone sets (:func:`dataset_options`)."""
+    return {k: p for k, p in dataset_info(name).options.items() if k != "label_mode"}
+
+
+def _has_soft_labels(name: str) -> bool:
+    return "label_mode" in dataset_info(name).options
+
+
+def label_mode_errors(cfg: DataConfig) -> list[str]:
+    """Problems of ``data.label_mode`` for a registered dataset: set in ``data.options`` (it has
+    one setting), or ``soft`` asked of a dataset without vote distributions."""
+    errors = []
+    if isinstance(cfg.options, dict) and "label_mode" in cfg.options:
+        errors.append(f"data.options.label_mode={cfg.options['label_mode']!r}: the label mode "
+                      "is set by data.label_mode alone; move it there (e.g. --set "
+                      "data.label_mode=soft) and remove it from data.options")
+    if cfg.label_mode != "majority" and not _has_soft_labels(cfg.dataset):
+        with_soft = [n for n in DATASETS.names() if _has_soft_labels(n)]
+        errors.append(
+            f"data.label_mode={cfg.label_mode!r}: dataset '{cfg.dataset}' has no soft labels "
+            f"(vote distributions); datasets that have them: {', '.join(with_soft)}. "
+            "Set data.label_mode=majority or use one of those datasets")
+    return errors
+
+
+def dataset_options(cfg: DataConfig) -> dict[str, Any]:
+    """Keyword options for the dataset constructor: ``data.options`` plus ``data.label_mode``,
+    the one setting of the label mode.
+
+    Raises:
+        ConfigError: the label mode is set in ``data.options``, or ``soft`` is asked of a dataset
+            without vote distributions (:func:`label_mode_errors`).
+    """
+    errors = label_mode_errors(cfg)
+    if errors:
+        from ferkit.config import ConfigError  # ferkit.config imports ferkit.data
+
+        raise ConfigError("; ".join(errors))
+    options = dict(cfg.options)
+    if cfg.label_mode != "majority":
+        options["label_mode"] = cfg.label_mode
+    return options
+
+
 def dataset_from_config(cfg: DataConfig, split: str, **kwargs: Any) -> FERDataset:
     """One split of the dataset a :class:`~ferkit.config.DataConfig` describes: the one place a
-    config becomes a dataset (training, ``ferkit eval`` and ``ferkit datasets`` all use it)."""
+    config becomes a dataset (training, ``ferkit eval`` and ``ferkit datasets`` all use it), with
+    ``data.options`` and ``data.label_mode`` (:func:`dataset_options`)."""
     return DATASETS.create(cfg.dataset, root=cfg.root, split=split, num_classes=cfg.num_classes,
-                           **cfg.options, **kwargs)
+                           **dataset_options(cfg), **kwargs)
 
 
 def data_config_errors(cfg: DataConfig) -> list[str]:
     """Registry-level problems of a DataConfig: unknown dataset (did-you-mean), options of the
-    wrong name or type; one line each."""
+    wrong name or type, the label mode (:func:`label_mode_errors`); one line each."""
+    if not isinstance(cfg.dataset, str):
+        return []  # a name of the wrong type is reported by the loader
     if cfg.dataset not in DATASETS:
         return [f"data.dataset: unknown dataset '{cfg.dataset}'."
                 f"{suggest(cfg.dataset, DATASETS.names())} "
                 f"Available: {', '.join(DATASETS.names())}"]
-    return check_dataset_options(cfg.dataset, cfg.options)
+    options = cfg.options if isinstance(cfg.options, dict) else {}
+    info = dataclasses.replace(dataset_info(cfg.dataset), options=settable_options(cfg.dataset))
+    return label_mode_errors(cfg) + check_dataset_options(
+        cfg.dataset, {k: v for k, v in options.items() if k != "label_mode"}, info)
 
 
 __all__ = ["DATASETS", "SPLITS", "DatasetInfo", "DatasetRequest", "FakeTree", "build_dataset",
            "check_dataset_options", "data_config_errors", "dataset_from_config", "dataset_info",
-           "has_split", "register_dataset"]
+           "dataset_options", "has_split", "label_mode_errors", "register_dataset",
+           "settable_options"]

@@ -204,12 +204,18 @@ class SyntheticFaces(FERDataset):
             face = face[:, :, None]
         return (face * 255 + 0.5).astype(np.uint8)
 
-    def cache_key(self) -> str:
+    def cache_key(self, indices: np.ndarray | None = None) -> str:
+        """Key of the generated images ``indices``: each is a pure function of
+        ``(seed, split, index, label, size, channels)``."""
         text = (f"synthetic-v1|{self.seed}|{self.split}|{self.size}|{self.channels}|"
                 f"{self.num_classes}|{self.class_counts.tolist()}")
         digest = hashlib.sha1(text.encode())
-        digest.update(self.labels.tobytes())
-        return digest.hexdigest()[:16]
+        if indices is None:
+            digest.update(self.labels.tobytes())
+        else:
+            index = np.asarray(indices, np.int64)
+            digest.update(b"subset" + index.tobytes() + self.labels[index].tobytes())
+        return digest.hexdigest()
 
 
 def fake_synthetic(folder: Path) -> FakeTree:

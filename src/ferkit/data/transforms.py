@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ferkit.data.randaugment import apply_op, rand_augment
+
 
 @dataclass
 class AugmentConfig:
@@ -34,7 +36,11 @@ class AugmentConfig:
             ``value="random"``, as the official MEK code).
         noise: probability of additive Gaussian noise.
         noise_std: its standard deviation (on the [0, 1] scale).
-        brightness, contrast: jitter strength (0 = off); factors drawn from [1 - s, 1 + s].
+        brightness, contrast, saturation: colour jitter strength (0 = off); factors drawn
+            from [1 - s, 1 + s] per image (saturation blends with the image's grayscale).
+        randaugment_ops: RandAugment operations per image (0 = off; the MEK authors' recipe: 2).
+        randaugment_magnitude: their strength, on a scale of ``randaugment_bins`` steps.
+        randaugment_bins: the magnitude scale (torchvision's convention: 31).
     """
 
     crop: str = "resized"
@@ -49,6 +55,10 @@ class AugmentConfig:
     noise_std: float = 0.05
     brightness: float = 0.0
     contrast: float = 0.0
+    saturation: float = 0.0
+    randaugment_ops: int = 0
+    randaugment_magnitude: int = 9
+    randaugment_bins: int = 31
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -141,12 +151,18 @@ def augment_batch(
     """
     b = images.shape[0]
     images = _affine(images, cfg, generator)
+    if cfg.randaugment_ops > 0:
+        images = rand_augment(images, cfg.randaugment_ops, cfg.randaugment_magnitude,
+                              cfg.randaugment_bins, generator)
     if cfg.brightness > 0 or cfg.contrast > 0:
         bright = _uniform(b, 1 - cfg.brightness, 1 + cfg.brightness, generator).view(b, 1, 1, 1)
         contr = _uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, generator).view(b, 1, 1, 1)
-        mean = images.mean(dim=(1, 2, 3), keepdim=True)
-        images = ((images - mean) * contr.to(images.device) + mean) * bright.to(images.device)
+        level = images.mean(dim=(1, 2, 3), keepdim=True)
+        images = ((images - level) * contr.to(images.device) + level) * bright.to(images.device)
         images = images.clamp(0, 1)
+    if cfg.saturation > 0:
+        factor = _uniform(b, 1 - cfg.saturation, 1 + cfg.saturation, generator)
+        images = apply_op(images, "Color", factor.to(images.device) - 1)
     if cfg.noise > 0:
         apply = (torch.rand(b, generator=generator) < cfg.noise).float().view(b, 1, 1, 1)
         noise = torch.randn(images.shape, generator=generator) * cfg.noise_std

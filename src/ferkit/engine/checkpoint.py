@@ -5,7 +5,8 @@ A checkpoint ``NAME.safetensors`` holds the method's ``state_dict`` (the classif
 the optimiser state under ``optim/``. Its metadata (class names, input size, normalisation,
 backbone, method, config, epoch, history, scheduler state) is stored inside the file and mirrored to
 ``NAME.json`` for people. Files are written under a temporary name and renamed, so a crash or kill
-never leaves a truncated checkpoint where a good one was.
+never leaves a truncated checkpoint where a good one was; the temporary files of a killed writer
+are removed when the next run starts (:func:`ferkit.tempfiles.remove_dead_temp_files`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from ferkit.tempfiles import temp_path
 
 FORMAT_VERSION = 1
 OPTIM_PREFIX = "optim/"
@@ -40,9 +43,13 @@ class Checkpoint:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` via a temporary file and a rename (never a half-written file)."""
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -80,7 +87,7 @@ def save_checkpoint(
         optim_tensors, optim_info = _flatten_optimizer(optimizer.state_dict())
         tensors.update(optim_tensors)
         meta["optimizer"] = optim_info
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = temp_path(path)
     try:
         save_file(tensors, str(tmp), metadata={"ferkit": json.dumps(meta)})
         os.replace(tmp, path)
@@ -91,11 +98,16 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: Path | str) -> Checkpoint:
+def load_checkpoint(path: Path | str, required: tuple[str, ...] = ()) -> Checkpoint:
     """Read a ferkit checkpoint (no pickle involved).
 
+    Args:
+        path: the ``.safetensors`` file (a folder: its ``best.safetensors``).
+        required: metadata keys the caller needs (e.g. :data:`REQUIRED_META` for inference).
+
     Raises:
-        CheckpointError: missing file, not a safetensors file, or not written by ferkit.
+        CheckpointError: missing file, not a safetensors file, not written by ferkit, or its
+            metadata is not JSON or lacks a ``required`` key.
     """
     path = Path(path)
     if path.is_dir():
@@ -110,16 +122,40 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
             raw_meta = (handle.metadata() or {}).get("ferkit")
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}. It is not a (complete) "
+                              "safetensors file: pass a ferkit checkpoint such as "
+                              "runs/NAME/best.safetensors") from err
     if raw_meta is None:
         raise CheckpointError(f"{path} is a safetensors file but not a ferkit checkpoint "
                               "(no 'ferkit' metadata); to load plain weights use model.pretrained")
-    meta = json.loads(raw_meta)
+    meta = _parse_meta(raw_meta, path, required)
     optim_info = meta.pop("optimizer", None)
     optim_tensors = {k: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
     optimizer_state = _unflatten_optimizer(optim_tensors, optim_info) if optim_info else None
     return Checkpoint(weights, meta, optimizer_state, path)
+
+
+# What inference needs from a checkpoint's metadata (ferkit.inference.predictor).
+REQUIRED_META = ("class_names", "num_classes", "image_size", "mean", "std", "backbone", "method",
+                 "class_counts", "num_samples")
+
+
+def _parse_meta(raw: str, path: Path, required: tuple[str, ...]) -> dict[str, Any]:
+    """The ``ferkit`` metadata of ``path`` as a dict holding the ``required`` keys."""
+    try:
+        meta = json.loads(raw)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: its 'ferkit' metadata is not JSON ({err}); the file was "
+                              "not written by ferkit or was edited; use another checkpoint") from err
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: its 'ferkit' metadata is a {type(meta).__name__}, not a "
+                              "mapping; use a checkpoint written by ferkit")
+    missing = [key for key in required if key not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: its metadata lacks {', '.join(missing)}; it was not "
+                              "written by this ferkit (or was edited); use another checkpoint")
+    return meta
 
 
 def check_compatible(meta: dict[str, Any], backbone: str, num_classes: int, path: Path) -> None:

@@ -28,7 +28,8 @@ def build_optimizer(method: Method, cfg: OptimConfig, batch_size: int) -> torch.
     raise ValueError(f"unknown optimizer '{cfg.name}'")
 
 
-def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int) -> float:
+def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int,
+              total_steps: int | None = None) -> float:
     """Multiplier of every group's base lr after ``step`` optimiser steps.
 
     "exponential": ``gamma ** epoch`` (stepped once per epoch, as ExponentialLR);
@@ -39,7 +40,7 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int) ->
     if cfg.scheduler == "exponential":
         return cfg.gamma ** (step // max(steps_per_epoch, 1))
     if cfg.scheduler == "cosine":
-        total = max(steps_per_epoch * epochs - cfg.warmup_steps, 1)
+        total = max((total_steps or steps_per_epoch * epochs) - cfg.warmup_steps, 1)
         progress = min((step - cfg.warmup_steps) / total, 1.0)
         floor = cfg.min_lr / cfg.lr
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -47,9 +48,10 @@ def lr_factor(cfg: OptimConfig, step: int, steps_per_epoch: int, epochs: int) ->
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int,
+    total_steps: int | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step LambdaLR implementing :func:`lr_factor` (its state is just the step count)."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch, epochs)
+        optimizer, lambda step: lr_factor(cfg, step, steps_per_epoch, epochs, total_steps)
     )

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ from ferkit.engine.evaluate import (
 )
 from ferkit.engine.optim import build_optimizer, build_scheduler
 from ferkit.methods.base import Method, StepOutput
+from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +139,14 @@ def _tensorboard(output_dir: Path, enabled: bool) -> Any:
     return SummaryWriter(str(output_dir / "tensorboard"))
 
 
+def training_length(train_cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """``(epochs, total optimiser steps)``: ``train.steps`` when set (the last epoch is cut short
+    so exactly that many steps run), else ``train.epochs`` full epochs."""
+    if train_cfg.steps:
+        return math.ceil(train_cfg.steps / steps_per_epoch), train_cfg.steps
+    return train_cfg.epochs, train_cfg.epochs * steps_per_epoch
+
+
 def fit(
     method: Method,
     train_loader: BatchLoader,
@@ -184,16 +194,19 @@ def fit(
             f"the training set ({len(train_loader.labels)} images over {dist.world_size} "
             f"process(es)) is smaller than one batch ({train_loader.batch_size}); lower "
             "data.batch_size")
-    scheduler = build_scheduler(optimizer, optim_cfg, steps, train_cfg.epochs)
+    epochs, total_steps = training_length(train_cfg, steps)
+    scheduler = build_scheduler(optimizer, optim_cfg, steps, epochs, total_steps)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda"
                                     else None) if dist.enabled else method
 
     output_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:  # temp files of a killed earlier run are never read: reclaim their space
+        remove_dead_temp_files(output_dir)
     history: list[dict[str, Any]] = []
     last_path = output_dir / "last.safetensors"
     if last_path.exists():
-        ckpt = load_checkpoint(last_path)
+        ckpt = load_checkpoint(last_path, required=("history", "scheduler"))
         load_weights(method, ckpt)
         if ckpt.optimizer_state is not None:
             optimizer.load_state_dict(ckpt.optimizer_state)
@@ -203,18 +216,19 @@ def fit(
     best_score = max((r["selection_score"] for r in history if r.get("val")), default=-1.0)
     writer = _tensorboard(output_dir, train_cfg.tensorboard and dist.is_main)
 
-    for epoch in range(len(history), train_cfg.epochs):
+    for epoch in range(len(history), epochs):
         torch.manual_seed(epoch_seed(seed, epoch, dist.rank))
         generator = torch.Generator().manual_seed(epoch_seed(seed, epoch, dist.rank) + 1)
         train_loader.set_epoch(epoch, seed)
-        method.on_epoch_start(epoch, train_cfg.epochs)
+        method.on_epoch_start(epoch, epochs)
+        epoch_steps = min(steps, total_steps - epoch * steps)  # the last epoch may be partial
         method.train()
         sums: dict[str, torch.Tensor] = {}
         seen, start = 0, time.perf_counter()
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", leave=False,
+        bar = tqdm(total=epoch_steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not (train_cfg.progress and dist.is_main), unit="step")
         for step, batch in enumerate(train_loader):
-            if step >= steps:
+            if step >= epoch_steps:
                 break
             batch = prepare_batch(batch, device, augment, generator, mean, std,
                                   channels_last)
@@ -228,11 +242,13 @@ def fit(
                 sums[key] = sums.get(key, 0.0) + value.detach().float()
             seen += batch["label"].shape[0]
             bar.update(1)
-            if step % 20 == 0 or step == steps - 1:
+            if step % 20 == 0 or step == epoch_steps - 1:
                 loss = out.loss.item()
-                if loss != loss:
-                    raise FloatingPointError(f"loss is NaN at epoch {epoch + 1}, step {step}; "
-                                             "lower optim.lr or set train.grad_clip")
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"training stopped: the loss is {loss} at epoch {epoch + 1}, step {step}; "
+                        "lower optim.lr or set train.grad_clip, then re-run with --overwrite "
+                        "(or a new --output-dir)")
                 bar.set_postfix(loss=f"{loss:.4f}",
                                 img_s=f"{seen * dist.world_size / (time.perf_counter() - start):.0f}")
         bar.close()
@@ -240,11 +256,11 @@ def fit(
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
-            "train": {k: (v / steps).item() for k, v in sums.items()},
+            "train": {k: (v / epoch_steps).item() for k, v in sums.items()},
             "time_s": round(elapsed, 3),
             "images_per_s": round(seen * dist.world_size / elapsed, 1),
         }
-        is_last = epoch + 1 == train_cfg.epochs
+        is_last = epoch + 1 == epochs
         if val_loader is not None and ((epoch + 1) % train_cfg.eval_every == 0 or is_last):
             method.eval()
             report = evaluate(method.predict, val_loader, class_names, device, mean, std, dtype,

@@ -2,6 +2,9 @@
 and landmarks, alignment to the training-crop geometry, the deployment prior, export and serving.
 """
 
+from ferkit.inference.align import align_face, similarity_transform
+from ferkit.inference.faces import MTCNN, Face
 from ferkit.inference.predictor import Predictor
+from ferkit.inference.prior import adjust_logits
 
-__all__ = ["Predictor"]
+__all__ = ["MTCNN", "Face", "Predictor", "adjust_logits", "align_face", "similarity_transform"]

@@ -1,12 +1,19 @@
-"""Inference on new face images from a checkpoint, and class-activation-map overlays.
+"""Inference on new images from a checkpoint or an exported ONNX file: photos (detect -> align ->
+classify) or face crops.
 
-Inputs are face crops (as the training data: aligned faces); no face detector is bundled. The
-checkpoint carries everything preprocessing needs: input size, channels, normalisation, class names.
+The checkpoint (or the ONNX file's metadata) carries everything preprocessing needs: input size,
+channels, normalisation, class names, training class counts (for the deployment prior) and
+optionally the alignment template. The classifier runs behind one small interface (``logits`` and
+``cams`` of a normalised batch) with two backends: :class:`TorchNet` and onnxruntime's
+:class:`~ferkit.inference.onnx_backend.OnnxNet`. Face detection always runs in torch.
 """
 
 from __future__ import annotations
 
+import tempfile
+import warnings
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,114 +21,306 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ferkit.cam import class_activation_maps, normalized_cams
-from ferkit.data.base import decode_image
+from ferkit.cam import class_activation_maps
 from ferkit.data.cache import resize_image
-from ferkit.engine.checkpoint import check_compatible, load_checkpoint, load_weights
+from ferkit.engine.checkpoint import (
+    REQUIRED_META,
+    CheckpointError,
+    check_compatible,
+    load_checkpoint,
+    load_weights,
+)
 from ferkit.engine.evaluate import preprocess, resolve_device
+from ferkit.inference.align import align_face, template_from_meta
+from ferkit.inference.faces import MTCNN, Face
+from ferkit.inference.images import downscale_for_detection, read_image, to_rgb_array
+from ferkit.inference.onnx_backend import OnnxNet
+from ferkit.inference.prior import Prior, adjust_logits
 from ferkit.methods import Method, create_method
 from ferkit.models import build_classifier
 
 ImageInput = str | Path | Image.Image | np.ndarray
+PRETRAINED = "weights/ferplus_mobilenet_v2.safetensors"
+
+
+def pretrained_path() -> Path:
+    """Where the packaged model lives (it may be absent in a source checkout)."""
+    return Path(str(resources.files("ferkit.inference").joinpath(PRETRAINED)))
+
+
+def as_rgb(image: ImageInput) -> np.ndarray:
+    """A path, Pillow image or array -> uint8 ``[H, W, 3]`` RGB (see :func:`read_image`)."""
+    if isinstance(image, (str, Path)):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb_array(image)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    return np.repeat(array[:, :, None], 3, axis=2) if array.ndim == 2 else array
+
+
+class TorchNet:
+    """A trained method on a torch device behind the interface the predictor uses."""
+
+    backend = "torch"
+
+    def __init__(self, method: Method, device: torch.device) -> None:
+        self.method = method.eval().to(device)
+        self.device = device
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised ``[B, 3, S, S]`` -> logits ``[B, K]`` (float32, CPU)."""
+        return self.method.predict(batch.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def cams(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]`` (float32, CPU)."""
+        model = self.method.model
+        feature_map = model(batch.to(self.device)).feature_map
+        return class_activation_maps(feature_map, model.head.weight).float().cpu()
+
+
+def _warn_if_synthetic(meta: dict[str, Any], path: Path | str) -> None:
+    if meta.get("dataset") == "synthetic":
+        warnings.warn(f"{path} was trained on the synthetic dataset (generated shapes, not "
+                      "faces): its answers on real photos mean nothing", UserWarning, stacklevel=3)
 
 
 class Predictor:
-    """A trained method plus its preprocessing, ready for new images.
+    """A trained classifier (torch or onnxruntime) plus its preprocessing, ready for photos and
+    face crops.
 
     Example:
-        >>> predictor = Predictor.from_checkpoint("runs/ferplus-ce/best.safetensors")
-        >>> predictor.predict(["face.png"])[0]["label"]
+        >>> predictor = Predictor.from_pretrained()
+        >>> predictor.predict_photo("astronaut.png")[0]["label"]
+        'happiness'
+        >>> Predictor.from_onnx("model.onnx").predict(["face.png"])[0]["label"]
         'happiness'
     """
 
-    def __init__(self, method: Method, meta: dict[str, Any], device: torch.device) -> None:
-        self.method = method.eval().to(device)
+    def __init__(self, net: TorchNet | OnnxNet, meta: dict[str, Any], batch_size: int = 64,
+                 detect_max_side: int = 1600) -> None:
+        self.net = net
+        self.backend: str = net.backend
         self.meta = meta
-        self.device = device
+        self.device: torch.device = net.device
         self.class_names: tuple[str, ...] = tuple(meta["class_names"])
         self.image_size: int = meta["image_size"]
         self.channels: int = meta.get("channels", 3)
         self.mean: tuple[float, ...] = tuple(meta["mean"])
         self.std: tuple[float, ...] = tuple(meta["std"])
+        self.class_counts: list[int] = list(meta["class_counts"])
+        self.template = template_from_meta(meta)
+        self.batch_size = batch_size
+        self.detect_max_side = detect_max_side
+        self._detector: MTCNN | None = None
+
+    @property
+    def method(self) -> Method:
+        """The torch method (torch backend only)."""
+        if not isinstance(self.net, TorchNet):
+            raise AttributeError("an ONNX predictor has no torch method; use "
+                                 "Predictor.from_checkpoint(path, backend='torch')")
+        return self.net.method
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto") -> Predictor:
-        """Rebuild the method from the checkpoint's metadata and load its weights strictly."""
-        ckpt = load_checkpoint(path)
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", warn_synthetic: bool = True,
+                        backend: str = "torch", threads: int | None = None) -> Predictor:
+        """Rebuild the method from the checkpoint's metadata and load its weights strictly.
+
+        Args:
+            path: a ferkit ``.safetensors`` checkpoint, or (onnx backend) a ``.onnx`` file from
+                ``ferkit export``; a checkpoint given to the onnx backend is exported to a
+                temporary file first (with the export's parity check).
+            device: torch device ("auto": cuda when available); onnxruntime runs on the CPU.
+            warn_synthetic: warn when the model was trained on ferkit's synthetic data.
+            backend: "torch" or "onnx".
+            threads: onnxruntime intra-op threads (onnx backend; None = all cores).
+        """
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"unknown backend '{backend}'; use 'torch' or 'onnx'")
+        if backend == "onnx":
+            return cls._onnx_from_any(Path(path), threads, warn_synthetic)
+        if Path(path).suffix == ".onnx":
+            raise ValueError(f"{path} is an ONNX file; load it with backend='onnx' "
+                             "(CLI: --backend onnx) or Predictor.from_onnx")
+        ckpt = load_checkpoint(path, required=REQUIRED_META)
         meta = ckpt.meta
+        if warn_synthetic:
+            _warn_if_synthetic(meta, ckpt.path)
         model = build_classifier(meta["backbone"], meta["num_classes"],
                                  **meta.get("backbone_options", {}))
         check_compatible(meta, meta["backbone"], model.num_classes, ckpt.path)
         method = create_method(meta["method"], model, meta["class_counts"], meta["num_samples"],
                                meta.get("method_params"))
         load_weights(method, ckpt)
-        return cls(method, meta, resolve_device(device))
+        return cls(TorchNet(method, resolve_device(device)), meta)
 
-    def load(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Decode and resize inputs to uint8 ``[B, C, S, S]`` as in training."""
+    @classmethod
+    def from_onnx(cls, path: str | Path, threads: int | None = None, warn_synthetic: bool = True
+                  ) -> Predictor:
+        """Load a ``.onnx`` file written by ``ferkit export`` on onnxruntime (CPU)."""
+        net = OnnxNet(path, threads)
+        if warn_synthetic:
+            _warn_if_synthetic(net.meta, path)
+        return cls(net, net.meta)
+
+    @classmethod
+    def _onnx_from_any(cls, path: Path, threads: int | None, warn_synthetic: bool) -> Predictor:
+        if path.suffix == ".onnx":
+            return cls.from_onnx(path, threads, warn_synthetic)
+        from ferkit.inference.export import export_onnx
+
+        with tempfile.TemporaryDirectory(prefix="ferkit-onnx-") as tmp:
+            onnx_path = export_onnx(path, Path(tmp) / "model.onnx").path
+            return cls.from_onnx(onnx_path, threads, warn_synthetic)  # the session keeps the model
+
+    @classmethod
+    def from_pretrained(cls, device: str = "auto", backend: str = "torch", threads: int | None = None
+                        ) -> Predictor:
+        """The model shipped in the package (MobileNetV2 trained on FERPlus, see the model card)."""
+        path = pretrained_path()
+        if not path.is_file():
+            raise CheckpointError(
+                f"the packaged model {path} is missing (a source checkout without the weights "
+                "file, or a broken install). Reinstall ferkit, or pass a checkpoint: "
+                "Predictor.from_checkpoint(PATH) / ferkit predict -c PATH IMAGE")
+        return cls.from_checkpoint(path, device, backend=backend, threads=threads)
+
+    @property
+    def detector(self) -> MTCNN:
+        """The face detector, built on first use."""
+        if self._detector is None:
+            self._detector = MTCNN.from_package(device=self.device)
+        return self._detector
+
+    def to_batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Inputs -> uint8 ``[B, C, S, S]`` at the model's size and colour mode, as in training."""
         arrays = []
         for image in images:
-            if isinstance(image, (str, Path)):
-                array = decode_image(image, self.channels)
-            else:
-                pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
-                array = np.asarray(pil.convert("L" if self.channels == 1 else "RGB"))
-                array = array[:, :, None] if self.channels == 1 else array
-            arrays.append(resize_image(array, self.image_size).transpose(2, 0, 1))
+            pixels = as_rgb(image)
+            if self.channels == 1:
+                pixels = np.asarray(Image.fromarray(pixels).convert("L"))[:, :, None]
+            arrays.append(resize_image(np.ascontiguousarray(pixels), self.image_size).transpose(2, 0, 1))
         return torch.from_numpy(np.stack(arrays))
 
-    @torch.no_grad()
-    def logits(self, images: Sequence[ImageInput]) -> torch.Tensor:
-        """Class scores ``[B, K]`` (float32, CPU)."""
-        batch = preprocess(self.load(images), self.device, self.mean, self.std, False)
-        return self.method.predict(batch).float().cpu()
+    load = to_batch  # the earlier name
 
-    def predict(self, images: Sequence[ImageInput]) -> list[dict[str, Any]]:
-        """Predicted expression and class probabilities for each image."""
-        probs = self.logits(images).softmax(dim=1)
-        return [
-            {"label": self.class_names[int(p.argmax())], "confidence": float(p.max()),
-             "probabilities": {n: float(v) for n, v in zip(self.class_names, p)}}
-            for p in probs
-        ]
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, C, S, S]`` from :meth:`to_batch` -> the network's normalised float input."""
+        return preprocess(images, self.device, self.mean, self.std, False)
 
-    @torch.no_grad()
+    def logits_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """The one place the classifier runs: normalised float ``[B, 3, S, S]`` -> ``[B, K]``
+        float32 on the CPU, on either backend."""
+        return self.net.logits(batch)
+
+    def cams_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised float ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``."""
+        return self.net.cams(batch)
+
+    def logits(self, images: Sequence[ImageInput], prior: Prior = "train", tau: float = 1.0
+               ) -> torch.Tensor:
+        """Class scores ``[B, K]`` of face crops, in batches of ``batch_size``."""
+        parts = []
+        for start in range(0, len(images), self.batch_size):
+            uint8 = self.to_batch(images[start:start + self.batch_size])
+            parts.append(self.logits_from_batch(self.normalise(uint8)))
+        logits = torch.cat(parts) if parts else torch.zeros(0, len(self.class_names))
+        return adjust_logits(logits, self.class_counts, prior, tau)
+
+    def describe(self, probs: torch.Tensor) -> list[dict[str, Any]]:
+        """``[B, K]`` probabilities -> label, confidence and all probabilities per row."""
+        return [{"label": self.class_names[int(p.argmax())], "confidence": float(p.max()),
+                 "probabilities": {n: float(v) for n, v in zip(self.class_names, p)}} for p in probs]
+
+    def predict(self, images: Sequence[ImageInput], prior: Prior = "train", tau: float = 1.0
+                ) -> list[dict[str, Any]]:
+        """Predicted expression and class probabilities for each face crop."""
+        return self.describe(self.logits(images, prior, tau).softmax(dim=1))
+
+    def find_faces(self, image: np.ndarray) -> list[Face]:
+        """Faces in an RGB photo; detection runs on a copy at most ``detect_max_side`` px long and
+        boxes/landmarks are mapped back to the photo's pixels."""
+        small, factor = downscale_for_detection(image, self.detect_max_side)
+        found = self.detector.detect(small)
+        if factor == 1.0:
+            return found
+        return [Face(tuple(v * factor for v in f.box), f.landmarks * factor, f.score) for f in found]
+
+    def face_crops(self, image: ImageInput, detect: bool = True) -> tuple[list[Face], list[np.ndarray]]:
+        """Detected faces and their aligned crops ``[S, S, 3]``; without detection the whole
+        image is one face crop (box = the image, no landmarks)."""
+        rgb = as_rgb(image)
+        if not detect:
+            height, width = rgb.shape[:2]
+            return [Face((0.0, 0.0, float(width), float(height)), None, None)], [rgb]  # type: ignore[arg-type]
+        found = self.find_faces(rgb)
+        return found, [align_face(rgb, f.landmarks, self.template, self.image_size) for f in found]
+
+    def predict_photos(self, images: Sequence[ImageInput], detect: bool = True, prior: Prior = "train",
+                       tau: float = 1.0) -> list[list[dict[str, Any]]]:
+        """:meth:`predict_photo` for several images, classifying all their faces in batches."""
+        return self.classify_faces([self.face_crops(image, detect) for image in images], prior, tau)
+
+    def classify_faces(self, per_image: Sequence[tuple[list[Face], list[np.ndarray]]],
+                       prior: Prior = "train", tau: float = 1.0) -> list[list[dict[str, Any]]]:
+        """Results of :meth:`face_crops` for several images -> one list of face dicts per image."""
+        crops = [crop for _, image_crops in per_image for crop in image_crops]
+        answers = iter(self.predict(crops, prior, tau)) if crops else iter(())
+        results = []
+        for found, _ in per_image:
+            results.append([{"box": [round(v, 2) for v in f.box],
+                             "landmarks": None if f.landmarks is None else f.landmarks.round(2).tolist(),
+                             "score": f.score, **next(answers)} for f in found])
+        return results
+
+    def predict_photo(self, image: ImageInput, detect: bool = True, prior: Prior = "train",
+                      tau: float = 1.0) -> list[dict[str, Any]]:
+        """Every face in a photo: box, landmarks, detector score, label, confidence, probabilities.
+
+        An empty list when no face was found.
+        """
+        return self.predict_photos([image], detect, prior, tau)[0]
+
     def cams(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Class activation maps of all classes ``[B, K, h, w]`` from the classifier's last stage."""
-        model = self.method.model
-        batch = preprocess(self.load(images), self.device, self.mean, self.std, False)
-        return class_activation_maps(model(batch).feature_map, model.head.weight).float().cpu()
+        return self.cams_from_batch(self.normalise(self.to_batch(images)))
 
     def save_cam_overlays(
-        self, images: Sequence[ImageInput], out_dir: str | Path, names: Sequence[str] | None = None
+        self, images: Sequence[ImageInput], out_dir: str | Path, names: Sequence[str] | None = None,
+        mirror: bool = False, grid: bool = False,
     ) -> list[Path]:
-        """For each image, save a strip: the input, then its CAM for every class (predicted class
-        marked by a white border). Returns the written PNG paths."""
+        """Readable attention maps of face crops, one PNG per image (or one grid for all).
+
+        Each tile is a class's CAM over the face, titled with the class name and probability, on a
+        colour scale shared by all classes of that face. ``mirror`` adds a second row for the
+        mirrored face (the layout of Figure 4 in the MEK paper).
+        """
+        from ferkit.inference.attention import attention_figure, stack_figures
+
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        raw = self.load(images)  # [B, C, S, S]
-        maps = normalized_cams(self.cams(images), (self.image_size, self.image_size))
-        predicted = self.logits(images).argmax(dim=1)
+        faces = self.to_batch(images)  # [B, C, S, S]
+        flipped = faces.flip(-1)
+        maps = self.cams(list(faces.permute(0, 2, 3, 1).numpy()))
+        flip_maps = self.cams(list(flipped.permute(0, 2, 3, 1).numpy())) if mirror else None
+        probs = self.logits(list(faces.permute(0, 2, 3, 1).numpy())).softmax(dim=1)
+        flip_probs = self.logits(list(flipped.permute(0, 2, 3, 1).numpy())).softmax(dim=1) if mirror else None
+        figures = []
+        for i in range(faces.shape[0]):
+            rows = [(faces[i], maps[i], probs[i])]
+            if flip_maps is not None and flip_probs is not None:
+                rows.append((flipped[i], flip_maps[i], flip_probs[i]))
+            figures.append(attention_figure(rows, self.class_names))
+        if grid:
+            path = out_dir / "attention_grid.png"
+            stack_figures(figures, names).save(path)
+            return [path]
         paths = []
-        for i in range(raw.shape[0]):
-            gray = raw[i].float().mean(0).numpy() / 255.0
-            tiles = [np.repeat(gray[:, :, None], 3, axis=2)]
-            for k in range(len(self.class_names)):
-                tile = 0.5 * tiles[0] + 0.5 * _heat(maps[i, k].numpy())
-                if k == int(predicted[i]):
-                    tile[:2], tile[-2:], tile[:, :2], tile[:, -2:] = 1, 1, 1, 1
-                tiles.append(tile)
-            strip = (np.concatenate(tiles, axis=1).clip(0, 1) * 255).astype(np.uint8)
-            name = names[i] if names else f"cam_{i:04d}"
-            path = out_dir / f"{name}.png"
-            Image.fromarray(strip).save(path)
-            paths.append(path)
+        for i, figure in enumerate(figures):
+            paths.append(out_dir / f"{names[i] if names else f'cam_{i:04d}'}.png")
+            figure.save(paths[-1])
         return paths
-
-
-def _heat(values: np.ndarray) -> np.ndarray:
-    """A blue-to-red colour map for values in [0, 1]: ``[H, W]`` -> ``[H, W, 3]``."""
-    r = np.clip(1.5 - np.abs(4 * values - 3), 0, 1)
-    g = np.clip(1.5 - np.abs(4 * values - 2), 0, 1)
-    b = np.clip(1.5 - np.abs(4 * values - 1), 0, 1)
-    return np.stack([r, g, b], axis=2)

@@ -53,8 +53,16 @@ class Method(nn.Module):
     A subclass declares the ranges and choices of its own parameters in ``param_constraints``
     (e.g. ``{"lam": Range(0), "forward_mode": ("joint", "separate")}``); they are checked with
     the parameter types before training starts.
+
+    Attributes:
+        uses_soft_labels: the method trains on ``batch["soft_label"]`` when present
+            (``data.label_mode: soft``); the others are refused with soft labels.
     """
 
+    uses_soft_labels = False
+    # True when on_epoch_start reads num_epochs (its schedule depends on the total), so a resumed
+    # run may not change train.epochs (ferkit.run_folder).
+    schedule_uses_num_epochs = False
     param_constraints: ClassVar[dict[str, Constraint]] = {}
 
     def __init__(self, model: FERClassifier, class_counts: Sequence[int], num_samples: int) -> None:

@@ -112,6 +112,8 @@ class BilateralBranch(Method):
         joint_trunk: one trunk pass over both batches (True) or two (False).
     """
 
+    schedule_uses_num_epochs = True
+
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,
         joint_trunk: bool = True,

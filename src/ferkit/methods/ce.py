@@ -19,9 +19,10 @@ class CrossEntropy(Method):
     ``soft_label`` (FERPlus ``label_mode: soft``) the loss is CE against that distribution.
 
     Args:
-        label_smoothing: uniform smoothing mass e in [0, 1).
+        label_smoothing: uniform smoothing mass e in [0, 1); not combined with soft labels.
     """
 
+    uses_soft_labels = True
     param_constraints: ClassVar[dict[str, Constraint]] = {
         "label_smoothing": Range(0, 1, high_open=True),
     }

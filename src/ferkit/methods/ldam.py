@@ -72,6 +72,7 @@ class LDAMDRW(Method):
         drw_reduction: "weighted_mean" or "mean".
     """
 
+    schedule_uses_num_epochs = True
     param_constraints: ClassVar[dict[str, Constraint]] = {
         "max_margin": Range(0, low_open=True),
         "drw_start": Range(0, 1),

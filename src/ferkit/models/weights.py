@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 HEAD_PREFIXES: tuple[str, ...] = ("fc.", "classifier.", "head.")
 WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
+FERKIT_BACKBONE_PREFIX = "model.backbone."  # a ferkit checkpoint given as model.pretrained
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 _OPTIONAL_KEYS = ("num_batches_tracked",)  # BatchNorm counters; torch fills them in when absent
 
@@ -328,6 +329,15 @@ def _imagenet_state_dict(backbone_name: str) -> tuple[dict[str, torch.Tensor], s
             f"failed offline ({type(err).__name__}: {err}). {hint}.") from err
 
 
+def _backbone_part(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ferkit checkpoint (``model.backbone.*``, ``model.head.*``, method buffers, ``optim/``)
+    -> its backbone tensors without the prefix; any other state dict unchanged."""
+    prefix = FERKIT_BACKBONE_PREFIX
+    if not any(k.startswith(prefix) for k in state_dict):
+        return state_dict
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
 def load_pretrained(net: nn.Module, backbone_name: str, source: str | Path) -> LoadReport:
     """Fill a freshly built backbone from ``source`` ("imagenet" or a file path), strictly.
 
@@ -344,7 +354,7 @@ def load_pretrained(net: nn.Module, backbone_name: str, source: str | Path) -> L
             raise FileNotFoundError(
                 f"pretrained='{source}' is neither a known source (imagenet) nor an existing "
                 f"file.{hint} Pass 'imagenet' or a path to a .pth/.safetensors file.")
-        state_dict, label = load_state_dict_file(path), f"'{path}'"
+        state_dict, label = _backbone_part(load_state_dict_file(path)), f"'{path}'"
     report = load_into(net, state_dict, strict=True, source=label, target=backbone_name)
     logger.info("%s: %s", backbone_name, report)
     return report

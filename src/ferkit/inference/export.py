@@ -1,0 +1,181 @@
+"""Export a checkpoint's classifier to one self-describing ONNX file, with a parity check.
+
+The graph maps normalised images ``[B, 3, S, S]`` (dynamic batch) to ``logits`` ``[B, K]`` and
+``cams`` ``[B, K, h, w]``; the metadata (see :mod:`ferkit.inference.onnx_backend`) makes the file
+alone enough to predict. The exporter is torch's ``torch.export``-based one (``dynamo=True``, the
+default since torch 2.9; it needs onnxscript): the TorchScript exporter still works in torch 2.13
+but warns that it is deprecated and will be removed. The weights are stored inside the file (no
+external data).
+
+Before the file is written, onnxruntime and torch predict the same face crops (the checkpoint's
+validation images when its dataset is readable here, else generated faces) and the export fails
+when the largest logit difference exceeds the tolerance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferkit.cam import class_activation_maps
+from ferkit.inference.onnx_backend import INPUT_NAME, OUTPUT_NAMES, OnnxNet, metadata_props, require
+from ferkit.inference.predictor import Predictor, TorchNet
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOLERANCE = 1e-4  # max |logit_onnx - logit_torch|; measured ~1e-6 for MobileNetV2
+PARITY_IMAGES = 32
+EXPORTERS = ("dynamo", "torchscript")
+
+
+class ExportError(RuntimeError):
+    """The exported model does not reproduce the checkpoint within the tolerance."""
+
+
+@dataclass
+class ExportReport:
+    """What ``export_onnx`` wrote and how closely it matches torch."""
+
+    path: Path
+    max_abs_diff: float
+    tolerance: float
+    parity_source: str
+    num_parity_images: int
+    labels_agree: float  # fraction of parity images whose argmax agrees
+
+
+class _ExportNet(nn.Module):
+    """The graph that is exported: images -> (logits, cams)."""
+
+    def __init__(self, net: TorchNet) -> None:
+        super().__init__()
+        self.method = net.method
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        model = self.method.model
+        cams = class_activation_maps(model(images).feature_map, model.head.weight)  # [B, K, h, w]
+        return self.method.predict(images), cams
+
+
+def parity_crops(meta: dict[str, Any], count: int = PARITY_IMAGES) -> tuple[list[np.ndarray], str]:
+    """Face crops to compare the backends on: the first ``count`` validation images of the
+    checkpoint's dataset (from its stored config) when readable, else generated faces."""
+    from ferkit.data import DATASETS, DatasetError, SplitNotAvailable
+
+    data = (meta.get("config") or {}).get("data") or {}
+    name = data.get("dataset") or meta.get("dataset")
+    if name and name != "synthetic" and name in DATASETS:
+        for split in ("val", "train"):
+            try:
+                dataset = DATASETS.create(name, root=data.get("root"), split=split,
+                                          num_classes=meta["num_classes"], **data.get("options", {}))
+                images = [dataset.load_image(i) for i in range(min(count, len(dataset)))]
+                return images, f"{dataset.name} ({split}, first {len(images)})"
+            except (DatasetError, SplitNotAvailable, FileNotFoundError, TypeError) as err:
+                log.info("parity images: %s %s not readable (%s)", name, split, str(err)[:120])
+    dataset = DATASETS.create("synthetic", root=None, split="val", num_classes=meta["num_classes"],
+                              size=meta["image_size"], num_val=count, channels=meta.get("channels", 1))
+    return [dataset.load_image(i) for i in range(len(dataset))], f"generated faces ({count})"
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """The exporter's progress notes (one INFO line per optimisation pass, a WARNING per missing
+    torchvision op) hidden for the duration; errors still show."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _to_onnx(net: TorchNet, image_size: int, path: Path, exporter: str) -> None:
+    require("onnx", "ONNX export")
+    module = _ExportNet(net).eval()
+    example = torch.zeros(2, 3, image_size, image_size)
+    if exporter == "torchscript":  # deprecated in torch >= 2.9, kept as a fallback
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
+            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[INPUT_NAME],
+                              output_names=list(OUTPUT_NAMES),
+                              dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)})
+        return
+    require("onnxscript", "ONNX export (torch's dynamo exporter)")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad(), \
+            _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx"):
+        warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecation notes
+        program = torch.onnx.export(
+            module, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={"images": {0: batch}}, external_data=False, verbose=False)
+    program.save(str(path), external_data=False)
+
+
+def _add_metadata(path: Path, meta: dict[str, Any]) -> None:
+    onnx = require("onnx", "ONNX export")
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in metadata_props(meta).items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = (f"ferkit {meta.get('backbone')} / {meta.get('method')} expression "
+                        f"classifier: {', '.join(meta['class_names'])}")
+    onnx.save(model, str(path), save_as_external_data=False)
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = DEFAULT_TOLERANCE,
+                num_parity_images: int = PARITY_IMAGES, exporter: str = "dynamo") -> ExportReport:
+    """Export ``checkpoint`` to the single ONNX file ``out`` after a parity check.
+
+    Args:
+        checkpoint: ferkit ``.safetensors`` checkpoint.
+        out: the ``.onnx`` file to write (weights inside it).
+        tolerance: largest accepted ``|logit_onnx - logit_torch|`` on the parity crops.
+        num_parity_images: how many crops the parity check uses.
+        exporter: "dynamo" (torch.export-based, the default) or "torchscript" (deprecated).
+
+    Raises:
+        ExportError: onnxruntime's logits differ from torch's by more than ``tolerance``
+            (nothing is written then).
+        OnnxUnavailable: the ``[onnx]`` extra is not installed.
+    """
+    out = Path(out)
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter '{exporter}'; use one of {', '.join(EXPORTERS)}")
+    if out.suffix != ".onnx":
+        raise ValueError(f"--out must end in .onnx, got {out}")
+    torch_predictor = Predictor.from_checkpoint(checkpoint, device="cpu", warn_synthetic=False)
+    meta = torch_predictor.meta
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        _to_onnx(torch_predictor.net, torch_predictor.image_size, tmp, exporter)
+        _add_metadata(tmp, meta)
+        crops, source = parity_crops(meta, num_parity_images)
+        batch = torch_predictor.normalise(torch_predictor.load(crops))
+        expected = torch_predictor.logits_from_batch(batch)
+        got = OnnxNet(tmp, threads=1).logits(batch)
+        diff = float((got - expected).abs().max())
+        agree = float((got.argmax(1) == expected.argmax(1)).float().mean())
+        if not diff <= tolerance:  # also catches NaN
+            raise ExportError(f"ONNX export of {checkpoint} failed the parity check: max |logit "
+                              f"difference| {diff:.3g} > tolerance {tolerance:g} on {source}; "
+                              "nothing written. Raise --tolerance only if you accept that error.")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(out, diff, tolerance, source, len(crops), agree)

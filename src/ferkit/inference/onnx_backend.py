@@ -1,0 +1,105 @@
+"""The onnxruntime backend: run an exported classifier from its ONNX file alone.
+
+A file written by ``ferkit export`` has one input ``images`` (normalised float ``[B, 3, S, S]``,
+dynamic batch) and two outputs, ``logits`` ``[B, K]`` and ``cams`` ``[B, K, h, w]`` (class
+activation maps for the attention overlay). Everything preprocessing and the deployment prior need
+is in the model's ``metadata_props``: the full record as JSON under ``ferkit``, and the main fields
+one per key for people and other tools (``class_names``, ``mean``, ``std``, ``input_size``,
+``colour_mode``, ``class_counts``, ``align_template``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = ("logits", "cams")
+META_KEY = "ferkit"
+# Checkpoint metadata that travels into the ONNX file (what prediction needs, plus provenance).
+PORTABLE_KEYS = ("class_names", "num_classes", "image_size", "channels", "mean", "std",
+                 "class_counts", "align_template", "backbone", "method", "dataset",
+                 "ferkit_version", "git_commit", "torch_version")
+INSTALL_HINT = 'pip install "ferkit[onnx]"'
+
+
+class OnnxUnavailable(ImportError):
+    """onnx / onnxruntime / onnxscript are not installed (they are the optional ``[onnx]`` extra)."""
+
+
+def require(module: str, purpose: str) -> Any:
+    """Import an optional module of the ``[onnx]`` extra, or raise a message naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise OnnxUnavailable(f"{purpose} needs the '{module}' package, which is not installed. "
+                              f"Install the optional extra: {INSTALL_HINT}") from err
+
+
+def metadata_props(meta: dict[str, Any]) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model: the portable record as JSON under ``ferkit``
+    and its main fields one per key (strings, as ONNX requires)."""
+    record = {key: meta[key] for key in PORTABLE_KEYS if meta.get(key) is not None}
+    props = {
+        META_KEY: json.dumps(record),
+        "class_names": json.dumps(record["class_names"]),
+        "mean": json.dumps(record["mean"]),
+        "std": json.dumps(record["std"]),
+        "input_size": str(record["image_size"]),
+        "colour_mode": "grayscale" if record.get("channels", 3) == 1 else "rgb",
+        "class_counts": json.dumps(record.get("class_counts")),
+    }
+    if "align_template" in record:
+        props["align_template"] = json.dumps(record["align_template"])
+    return props
+
+
+class OnnxNet:
+    """An onnxruntime session behind the interface the predictor uses (``logits``, ``cams``).
+
+    Args:
+        path: ``.onnx`` file written by ``ferkit export``.
+        threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
+    """
+
+    backend = "onnx"
+    device = torch.device("cpu")
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        ort = require("onnxruntime", "the ONNX backend")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path} (write one with "
+                                    "`ferkit export CHECKPOINT --out model.onnx`)")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own untyped errors
+            raise ValueError(f"cannot load ONNX model {self.path}: {err}") from err
+        props = self.session.get_modelmeta().custom_metadata_map
+        if META_KEY not in props:
+            raise ValueError(f"{self.path} is an ONNX model but not one written by ferkit export "
+                             f"(no '{META_KEY}' metadata); export it with `ferkit export`")
+        self.meta: dict[str, Any] = json.loads(props[META_KEY])
+
+    def _run(self, batch: torch.Tensor, output: str) -> torch.Tensor:
+        feed = {INPUT_NAME: batch.detach().float().cpu().contiguous().numpy()}
+        return torch.from_numpy(np.asarray(self.session.run([output], feed)[0]))
+
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised ``[B, 3, S, S]`` -> logits ``[B, K]`` (float32, CPU)."""
+        return self._run(batch, "logits")
+
+    def cams(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``."""
+        return self._run(batch, "cams")

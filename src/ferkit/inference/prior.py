@@ -1,0 +1,79 @@
+"""The deployment prior: post-hoc logit adjustment (Menon et al., "Long-tail learning via logit
+adjustment", ICLR 2021).
+
+A classifier trained on an imbalanced set learns ``p(y | x)`` under the training prior
+``p_train(y)``. For a deployment where classes occur with ``p_target(y)``, Bayes' rule gives
+
+    adjusted_logits = logits - tau * log p_train + tau * log p_target
+
+``tau = 1`` is the exact correction for a calibrated model; other values trade the two.
+``prior="train"`` changes nothing; ``"uniform"`` targets equal class frequencies (what mean class
+accuracy rewards); a sequence gives explicit target frequencies (normalised to sum to 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+Prior = str | Sequence[float]
+
+
+def target_prior(prior: Prior, train_counts: Sequence[float]) -> torch.Tensor:
+    """The target class distribution ``[K]`` for a prior given by name or values.
+
+    Raises:
+        ValueError: unknown name, wrong number of values, or a value that is not positive.
+    """
+    counts = torch.as_tensor(list(train_counts), dtype=torch.float64)
+    if counts.ndim != 1 or (counts <= 0).any():
+        raise ValueError(f"train_counts must be K positive counts, got {list(train_counts)}")
+    if isinstance(prior, str):
+        if prior == "train":
+            return counts / counts.sum()
+        if prior == "uniform":
+            return torch.full_like(counts, 1 / len(counts))
+        raise ValueError(f"prior '{prior}' unknown; use 'train', 'uniform' or {len(counts)} "
+                         "comma-separated class frequencies (e.g. 1,1,2,...)")
+    values = torch.as_tensor(list(prior), dtype=torch.float64)
+    if values.shape != counts.shape or not (values > 0).all():
+        raise ValueError(f"prior needs {len(counts)} positive values (one per class), got "
+                         f"{list(prior)}")
+    return values / values.sum()
+
+
+def adjust_logits(
+    logits: torch.Tensor, train_counts: Sequence[float], prior: Prior = "train", tau: float = 1.0
+) -> torch.Tensor:
+    """``logits - tau * log p_train + tau * log p_target``.
+
+    Args:
+        logits: ``[B, K]``.
+        train_counts: training images per class ``[K]`` (checkpoint ``meta["class_counts"]``).
+        prior: "train" (no change), "uniform", or K target frequencies.
+        tau: strength of the adjustment.
+
+    Returns:
+        ``[B, K]`` in the dtype of ``logits``.
+    """
+    if logits.ndim != 2 or logits.shape[1] != len(train_counts):
+        raise ValueError(f"logits [B, K] with K = {len(train_counts)} classes expected, got shape "
+                         f"{tuple(logits.shape)}")
+    if not math.isfinite(tau):
+        raise ValueError(f"tau must be a finite number, got {tau}")
+    counts = torch.as_tensor(list(train_counts), dtype=torch.float64)
+    shift = tau * (target_prior(prior, train_counts).log() - (counts / counts.sum()).log())
+    return logits + shift.to(logits.dtype).to(logits.device)
+
+
+def parse_prior(text: str) -> Prior:
+    """CLI form: "train", "uniform" or comma-separated numbers."""
+    if text in ("train", "uniform"):
+        return text
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError as err:
+        raise ValueError(f"--prior '{text}' is not 'train', 'uniform' or comma-separated numbers "
+                         "(e.g. 0.3,0.1,0.1,0.2,0.1,0.1,0.1)") from err

@@ -1,0 +1,228 @@
+"""``ferkit serve``: a local web page and JSON endpoint that find and read the faces in a photo.
+
+A Starlette app (optional extra ``[serve]``: starlette, uvicorn, python-multipart) with:
+
+- ``GET /``: one page (HTML, JS and CSS served from the package; no CDN, no web fonts) where a
+  person drops, picks or takes (webcam) a photo and sees each face boxed and labelled, a bar chart
+  of its class probabilities, its attention overlay, and the deployment prior as a control.
+- ``POST /api/predict``: the same prediction as JSON. The body is the image itself
+  (``Content-Type: image/...``) or a multipart form with the file in field ``image``; the prior is
+  the query or form field ``prior`` (``train``, ``uniform`` or K comma-separated frequencies), and
+  ``detect=0`` classifies the whole image as one face crop.
+- ``GET /api/info``: class names, backend, upload cap.
+
+Bad uploads get a 4xx with ``{"error": message}``: 413 past the size cap (checked on the header
+and while reading, so a large upload is cut off early), 400 for what is not an image or a bad
+prior, 422 when no face is found. The model is loaded once; inference runs in the threadpool,
+one request at a time through a lock (one model, one core: queuing is the honest behaviour).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ferkit.cam import normalized_cams
+from ferkit.inference.predictor import Predictor
+
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+OVERLAY_SIDE = 112  # pixels of the attention overlay image
+
+
+class BadUpload(Exception):
+    """An upload the app refuses; ``status`` is the HTTP code, the message goes to the user."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _starlette() -> None:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as err:
+        raise ImportError('ferkit serve needs starlette and uvicorn; install the optional extra: '
+                          'pip install "ferkit[serve]"') from err
+
+
+def decode_upload(data: bytes) -> np.ndarray:
+    """Uploaded bytes -> uint8 ``[H, W, 3]`` RGB; :class:`BadUpload` (400/413) when they are not
+    a readable image or decode to too many pixels."""
+    from ferkit.inference.images import to_rgb_array
+
+    if not data:
+        raise BadUpload(400, "the upload is empty: choose a photo (JPEG, PNG, WebP, ...)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return to_rgb_array(image)
+    except Image.DecompressionBombError as err:
+        raise BadUpload(413, f"the image has too many pixels to decode safely ({err}); "
+                        "downscale it first") from err
+    except (OSError, ValueError, SyntaxError) as err:  # UnidentifiedImageError is an OSError
+        raise BadUpload(400, f"the upload is not a readable image ({len(data)} bytes; "
+                        f"{type(err).__name__}); send a JPEG, PNG or WebP photo") from err
+
+
+def parse_prior(text: str | None, num_classes: int) -> str | list[float]:
+    """``train`` / ``uniform`` / ``f1,f2,...`` -> the predictor's prior argument (400 if bad)."""
+    text = (text or "train").strip()
+    if text in ("train", "uniform"):
+        return text
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != num_classes or not all(v > 0 for v in values):
+        raise BadUpload(400, f"prior '{text}' is not valid: use 'train', 'uniform' or "
+                        f"{num_classes} positive comma-separated class frequencies")
+    return values
+
+
+class FacePage:
+    """The model behind the app: one predictor, used by one request at a time."""
+
+    def __init__(self, predictor: Predictor, max_upload_bytes: int) -> None:
+        self.predictor = predictor
+        self.max_upload_bytes = max_upload_bytes
+        self.lock = threading.Lock()
+
+    def info(self) -> dict[str, Any]:
+        meta = self.predictor.meta
+        return {"class_names": list(self.predictor.class_names), "backend": self.predictor.backend,
+                "model": f"{meta.get('backbone')} / {meta.get('method')} on {meta.get('dataset')}",
+                "max_upload_bytes": self.max_upload_bytes, "priors": ["train", "uniform"]}
+
+    def predict(self, data: bytes, prior_text: str | None, detect: bool) -> dict[str, Any]:
+        """Bytes of a photo -> JSON-ready result (runs in a worker thread)."""
+        start = time.perf_counter()
+        image = decode_upload(data)
+        prior = parse_prior(prior_text, len(self.predictor.class_names))
+        with self.lock:
+            found, crops = self.predictor.face_crops(image, detect)
+            if not found:
+                raise BadUpload(422, "no face found in the photo: use a photo where a face is "
+                                "clearly visible, frontal and at least ~40 pixels wide")
+            faces = self.predictor.classify_faces([(found, crops)], prior)[0]
+            overlays = self.overlays(crops, [face["label"] for face in faces])
+        for face, overlay in zip(faces, overlays):
+            face["attention"] = overlay
+        return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": faces,
+                "prior": prior, "backend": self.predictor.backend,
+                "elapsed_ms": round(1000 * (time.perf_counter() - start), 1)}
+
+    def overlays(self, crops: list[np.ndarray], labels: list[str]) -> list[str]:
+        """Each face's CAM of its predicted class over the face crop, as a PNG data URL."""
+        from ferkit.inference.attention import heat
+
+        maps = normalized_cams(self.predictor.cams(crops), (OVERLAY_SIDE, OVERLAY_SIDE))
+        urls = []
+        for crop, label, face_maps in zip(crops, labels, maps):
+            k = self.predictor.class_names.index(label)
+            face = np.asarray(Image.fromarray(crop).resize((OVERLAY_SIDE,) * 2, Image.BILINEAR))
+            blend = 0.5 * face / 255.0 + 0.5 * heat(face_maps[k].numpy())
+            buffer = io.BytesIO()
+            Image.fromarray((blend.clip(0, 1) * 255).astype(np.uint8)).save(buffer, "PNG")
+            urls.append("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode())
+        return urls
+
+
+async def read_capped(request: Any, limit: int) -> bytes:
+    """The request body, refusing (413) a declared or actual size above ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadUpload(413, f"the upload is {int(declared):,} bytes; the limit is {limit:,} "
+                        f"bytes ({limit / 1e6:g} MB, ferkit serve --max-upload-mb)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadUpload(413, f"the upload is over the limit of {limit:,} bytes "
+                            f"({limit / 1e6:g} MB, ferkit serve --max-upload-mb)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _form_image(body: bytes, headers: Any) -> tuple[bytes, dict[str, str]]:
+    """The ``image`` file and the text fields of a multipart body."""
+    from starlette.datastructures import UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        form = await MultiPartParser(headers, stream(), max_part_size=64 * 1024).parse()
+    except MultiPartException as err:
+        raise BadUpload(400, f"malformed multipart form: {err}") from err
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile):
+        raise BadUpload(400, "the form has no file in field 'image'")
+    data = await upload.read()
+    return data, {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def create_app(predictor: Predictor, max_upload_bytes: int = 10_000_000) -> Any:
+    """The Starlette app serving ``predictor`` (loaded once, shared by all requests)."""
+    _starlette()
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    page = FacePage(predictor, max_upload_bytes)
+    static = resources.files("ferkit.inference").joinpath("static")
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(static.joinpath("index.html").read_text())
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC_FILES:
+            return JSONResponse({"error": f"no file {name}"}, status_code=404)
+        return Response(static.joinpath(name).read_text(), media_type=STATIC_FILES[name])
+
+    async def info(request: Request) -> Response:
+        return JSONResponse(page.info())
+
+    async def predict(request: Request) -> Response:
+        try:
+            body = await read_capped(request, max_upload_bytes)
+            fields = dict(request.query_params)
+            if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                body, form_fields = await _form_image(body, request.headers)
+                fields.update(form_fields)
+            detect = fields.get("detect", "1") not in ("0", "false", "no")
+            result = await run_in_threadpool(page.predict, body, fields.get("prior"), detect)
+        except BadUpload as err:
+            return JSONResponse({"error": str(err)}, status_code=err.status)
+        return JSONResponse(result)
+
+    routes = [Route("/", index), Route("/static/{name}", asset), Route("/api/info", info),
+              Route("/api/predict", predict, methods=["POST"])]
+    return Starlette(routes=routes)
+
+
+def run_server(checkpoint: str | None, host: str = "127.0.0.1", port: int = 8000,
+               backend: str = "torch", device: str = "auto", max_upload_mb: float = 10.0,
+               threads: int | None = None) -> None:
+    """Load the model once and serve the page with uvicorn (blocks until stopped)."""
+    _starlette()
+    import uvicorn
+
+    options = {"device": device, "backend": backend, "threads": threads}
+    predictor = (Predictor.from_pretrained(**options) if checkpoint is None
+                 else Predictor.from_checkpoint(checkpoint, **options))
+    app = create_app(predictor, int(max_upload_mb * 1e6))
+    print(f"ferkit serve: {predictor.meta.get('backbone')} ({predictor.backend}) on "
+          f"http://{host}:{port}/  (Ctrl+C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,202 @@
+"""The predictor on photos and crops, batching, the prior, attention figures and `ferkit predict`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ferkit.cli import main as cli_main
+from ferkit.engine.checkpoint import CheckpointError
+from ferkit.inference import predictor as predictor_module
+from ferkit.inference.attention import LABEL, LEGEND, TILE, TITLE, shared_scale
+from ferkit.inference.faces import DetectorWeightsError
+from ferkit.inference.predictor import Predictor
+from ferkit.inference.prior import adjust_logits
+
+skimage_data = pytest.importorskip("skimage.data", reason="scikit-image not installed (dev extra)")
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_checkpoint: Path) -> Predictor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    Image.fromarray(skimage_data.astronaut()).save(folder / "astronaut.png")
+    Image.fromarray(skimage_data.coffee()).save(folder / "coffee.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG but not really")
+    return folder
+
+
+def crops(count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(count)]
+
+
+def test_synthetic_checkpoint_warns(tiny_checkpoint: Path) -> None:
+    with pytest.warns(UserWarning, match="trained on the synthetic dataset"):
+        Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+
+
+def test_batches_give_the_same_answers(predictor: Predictor) -> None:
+    images = crops(5)
+    predictor.batch_size = 2
+    small = predictor.logits(images)
+    predictor.batch_size = 64
+    torch.testing.assert_close(small, predictor.logits(images))
+    assert small.shape == (5, 7)
+
+
+def test_logits_from_batch_is_the_network(predictor: Predictor) -> None:
+    batch = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(predictor.logits_from_batch(batch), predictor.method.predict(batch))
+
+
+def test_prior_in_predict(predictor: Predictor) -> None:
+    images = crops(3)
+    plain = predictor.logits(images)
+    uniform = predictor.predict(images, prior="uniform", tau=0.5)
+    expected = adjust_logits(plain, predictor.class_counts, "uniform", 0.5).softmax(dim=1)
+    for row, probs in zip(uniform, expected):
+        assert list(row["probabilities"].values()) == pytest.approx(probs.tolist(), abs=1e-6)
+
+
+def test_predict_photo(predictor: Predictor) -> None:
+    try:
+        found = predictor.predict_photo(skimage_data.astronaut())
+    except DetectorWeightsError as err:
+        pytest.skip(str(err))
+    assert len(found) == 1
+    face = found[0]
+    assert set(face) == {"box", "landmarks", "score", "label", "confidence", "probabilities"}
+    assert face["box"] == pytest.approx([178, 58, 268, 173], abs=3)
+    assert np.asarray(face["landmarks"]).shape == (5, 2)
+    assert face["label"] in predictor.class_names and sum(face["probabilities"].values()) == pytest.approx(1)
+    assert predictor.predict_photo(skimage_data.coffee()) == []
+    whole = predictor.predict_photo(skimage_data.coffee(), detect=False)
+    assert whole[0]["box"] == [0, 0, 600, 400] and whole[0]["landmarks"] is None
+
+
+def test_large_photo_detected_on_a_downscaled_copy(predictor: Predictor) -> None:
+    big = np.asarray(Image.fromarray(skimage_data.astronaut()).resize((1024, 1024)))
+    predictor.detect_max_side = 512
+    try:
+        found = predictor.predict_photo(big)
+    finally:
+        predictor.detect_max_side = 1600
+    assert len(found) == 1
+    assert found[0]["box"] == pytest.approx([356, 116, 536, 346], abs=8)  # 2x the 512 px box
+
+
+def test_from_pretrained_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(predictor_module, "pretrained_path", lambda: tmp_path / "none.safetensors")
+    with pytest.raises(CheckpointError, match=r"packaged model .* is missing .* ferkit predict -c PATH"):
+        Predictor.from_pretrained()
+
+
+def test_attention_figures(predictor: Predictor, tmp_path: Path) -> None:
+    paths = predictor.save_cam_overlays(crops(2), tmp_path / "single", ["a", "b"], mirror=True)
+    assert [p.name for p in paths] == ["a.png", "b.png"]
+    assert Image.open(paths[0]).size == (LABEL + 8 * TILE, 2 * (TILE + TITLE) + LEGEND)
+    grid = predictor.save_cam_overlays(crops(3), tmp_path / "grid", grid=True)
+    assert len(grid) == 1 and Image.open(grid[0]).height == 3 * (TILE + TITLE + LEGEND + 14)
+    # One colour scale for all maps: a map whose values are half the other's stays at half.
+    maps = torch.stack([torch.zeros(2, 2), torch.tensor([[0.0, 2.0], [2.0, 2.0]])])[None]
+    maps[0, 0, 0, 1] = 1.0
+    scaled = shared_scale(maps, 2)
+    assert scaled[0, 0].max().item() == pytest.approx(0.5) and scaled[0, 1].max().item() == 1.0
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = cli_main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.filterwarnings("ignore:.*synthetic dataset")
+def test_cli_photos_table_and_annotate(tiny_checkpoint: Path, photos: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = run_cli(["predict", "-c", str(tiny_checkpoint), str(photos),
+                              "--annotate", str(tmp_path / "ann")], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["image", "face", "box", "(x1,y1,x2,y2)"] and "happiness" in lines[0]
+    assert "astronaut.png" in lines[1] and lines[1].split()[1] == "1"
+    assert lines[2].endswith("error: not a readable image (cannot identify image file "
+                             f"'{photos / 'broken.png'}')")
+    assert lines[3].split() == [str(photos / "coffee.png"), "-", "no", "face", "found"]
+    assert "broken.png: skipped: not a readable image" in err
+    assert [p.name for p in (tmp_path / "ann").iterdir()] == ["astronaut.png"]
+
+
+@pytest.mark.filterwarnings("ignore:.*synthetic dataset")
+def test_cli_jsonl_csv_and_old_form(tiny_checkpoint: Path, photos: Path, capsys) -> None:
+    code, out, err = run_cli(["predict", "-c", str(tiny_checkpoint), str(photos / "*.png"),
+                            "--format", "jsonl", "--prior", "uniform"], capsys)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 0, err
+    assert [Path(r["image"]).name for r in records] == ["astronaut.png", "broken.png",
+                                                                        "coffee.png"]
+    assert records[0]["face"] == 1 and len(records[0]["landmarks"]) == 5
+    assert len(records[0]["probabilities"]) == 7 and records[2]["status"] == "no face found"
+    assert records[1]["status"].startswith("error: not a readable image")
+    # The earlier positional form, crops without detection, CSV.
+    code, out, _ = run_cli(["predict", str(tiny_checkpoint), str(photos / "coffee.png"),
+                            str(photos / "astronaut.png"), "--no-detect", "--format", "csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [Path(r["image"]).name for r in rows] == ["coffee.png", "astronaut.png"]
+    assert rows[0]["status"] == "ok" and rows[0]["x2"] == "600.0" and rows[0]["eye1_x"] == ""
+    probs = [float(rows[0][f"p_{n}"]) for n in ("surprise", "fear", "disgust", "happiness", "sadness",
+                                                 "anger", "neutral")]
+    assert sum(probs) == pytest.approx(1, abs=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:.*synthetic dataset")
+def test_cli_exit_status(tiny_checkpoint: Path, photos: Path, capsys) -> None:
+    code, _, err = run_cli(["predict", "-c", str(tiny_checkpoint), str(photos / "broken.png"),
+                            str(photos / "missing.png")], capsys)
+    assert code == 1 and "error: no image could be read (2 unreadable input(s))" in err
+    code, _, err = run_cli(["predict", "-c", str(tiny_checkpoint), str(photos / "x.png"), "--prior", "a,b"],
+                           capsys)
+    assert code == 2 and "--prior 'a,b' is not" in err
+
+
+@pytest.mark.filterwarnings("ignore:.*synthetic dataset")
+def test_files_bounded_batches(tiny_checkpoint: Path, photos: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferkit.inference import files
+
+    seen: list[int] = []
+    original = Predictor.classify_faces
+
+    def spy(self, per_image, prior="train", tau=1.0):
+        seen.append(len(per_image))
+        return original(self, per_image, prior, tau)
+
+    monkeypatch.setattr(Predictor, "classify_faces", spy)
+    model = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    inputs = [str(photos / "coffee.png")] * 5
+    results = list(files.predict_files(model, inputs, detect=False, batch_size=2))
+    assert seen == [2, 2, 1] and len(results) == 5 and all(r.status == "ok" for r in results)
+
+
+@pytest.mark.filterwarnings("ignore:.*synthetic dataset")
+def test_cli_without_checkpoint_uses_the_packaged_model(
+    tiny_checkpoint: Path, photos: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    monkeypatch.setattr(predictor_module, "pretrained_path", lambda: tiny_checkpoint)
+    code, out, _ = run_cli(["predict", str(photos / "astronaut.png")], capsys)
+    assert code == 0 and out.splitlines()[1].split()[:2] == [str(photos / "astronaut.png"), "1"]
+    monkeypatch.setattr(predictor_module, "pretrained_path", lambda: tmp_path / "absent.safetensors")
+    code, _, err = run_cli(["predict", str(photos / "astronaut.png")], capsys)
+    assert code == 2 and "the packaged model" in err and "absent.safetensors is missing" in err

@@ -1,0 +1,52 @@
+"""Post-hoc logit adjustment against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ferkit.inference.prior import adjust_logits, parse_prior, target_prior
+
+
+def test_train_prior_changes_nothing() -> None:
+    logits = torch.tensor([[1.0, 2.0, 3.0]])
+    torch.testing.assert_close(adjust_logits(logits, [10, 30, 60], "train"), logits)
+
+
+def test_uniform_by_hand() -> None:
+    # p_train = (0.1, 0.3, 0.6); uniform target 1/3 each; shift_k = log(1/3) - log(p_k).
+    logits = torch.tensor([[0.0, 0.0, 0.0], [1.0, -1.0, 2.0]])
+    out = adjust_logits(logits, [10, 30, 60], "uniform")
+    shift = [math.log((1 / 3) / 0.1), math.log((1 / 3) / 0.3), math.log((1 / 3) / 0.6)]
+    expected = torch.tensor([shift, [1 + shift[0], -1 + shift[1], 2 + shift[2]]])
+    torch.testing.assert_close(out, expected)
+    # The rare class now wins on equal logits: shift = (1.2040, 0.1054, -0.5878).
+    assert out[0].argmax() == 0
+    assert out[0, 0].item() == pytest.approx(1.20397, abs=1e-5)
+
+
+def test_explicit_values_and_tau() -> None:
+    logits = torch.zeros(1, 2)
+    # p_train = (0.2, 0.8), target (3, 1) -> (0.75, 0.25); tau 0.5.
+    out = adjust_logits(logits, [20, 80], [3, 1], tau=0.5)
+    expected = [0.5 * math.log(0.75 / 0.2), 0.5 * math.log(0.25 / 0.8)]
+    torch.testing.assert_close(out, torch.tensor([expected]))
+    assert adjust_logits(logits, [20, 80], "uniform", tau=0.0).tolist() == [[0.0, 0.0]]
+    torch.testing.assert_close(target_prior([1, 3], [5, 5]), torch.tensor([0.25, 0.75], dtype=torch.float64))
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError, match="prior 'flat' unknown; use 'train', 'uniform' or 3"):
+        adjust_logits(torch.zeros(1, 3), [1, 2, 3], "flat")
+    with pytest.raises(ValueError, match=r"prior needs 3 positive values \(one per class\), got \[1.0"):
+        adjust_logits(torch.zeros(1, 3), [1, 2, 3], [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"K = 3 classes expected, got shape \(1, 2\)"):
+        adjust_logits(torch.zeros(1, 2), [1, 2, 3], "uniform")
+    with pytest.raises(ValueError, match="train_counts must be K positive counts"):
+        adjust_logits(torch.zeros(1, 2), [0, 2], "uniform")
+    assert parse_prior("uniform") == "uniform"
+    assert parse_prior("1,2.5") == [1.0, 2.5]
+    with pytest.raises(ValueError, match="--prior 'x,y' is not"):
+        parse_prior("x,y")
