@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
-import platform
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ferkit import __version__
 from ferkit.config import (
     ConfigError,
     DataConfig,
@@ -25,19 +20,29 @@ from ferkit.config import (
     to_dict,
     validate,
 )
-from ferkit.data import DATASETS, DatasetError, FERDataset, SplitNotAvailable
+from ferkit.data import (
+    DatasetError,
+    FERDataset,
+    SplitNotAvailable,
+    data_config_errors,
+    dataset_from_config,
+    dataset_options,  # noqa: F401  (ferkit.api name)
+)
 from ferkit.data.cache import cached_images, default_cache_dir
 from ferkit.data.imbalance import imbalanced_subset
 from ferkit.data.loader import BatchLoader, shuffle_sampler
+from ferkit.data.splits import stratified_holdout
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.engine.distributed import DistInfo, barrier, init_distributed
 from ferkit.engine.evaluate import amp_dtype, resolve_device
 from ferkit.engine.evaluate import evaluate as evaluate_loader
 from ferkit.engine.train import FitResult, fit
+from ferkit.evaluation import describe_data, evaluate_split  # noqa: F401  (API of eval, datasets)
 from ferkit.losses import check_class_counts
 from ferkit.methods import METHODS, check_method_params, create_method
 from ferkit.metrics import markdown_report
 from ferkit.models import BACKBONES, build_classifier
+from ferkit.provenance import git_commit, hardware, provenance  # noqa: F401  (ferkit.api names)
 from ferkit.registry import suggest
 from ferkit.run_folder import check_run_folder, clear_run_folder
 from ferkit.tempfiles import remove_dead_temp_files
@@ -55,89 +60,11 @@ class Splits:
     val_source: str  # "official" or "hold-out of train"
 
 
-def git_commit() -> str:
-    """Commit of the ferkit checkout (``unknown`` outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).resolve().parent, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5,
-                               cwd=Path(__file__).resolve().parent).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def hardware() -> str:
-    """One line naming the machine the run used."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    import os
-
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {model}, {os.cpu_count()} cores, no GPU"
-
-
-def provenance() -> dict[str, Any]:
-    return {"ferkit_version": __version__, "torch_version": str(torch.__version__),
-            "git_commit": git_commit(), "hardware": hardware()}
-
-
-def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded per-class split of indices into (train, val); every class with >= 2 images keeps
-    at least one image on each side."""
-    rng = np.random.default_rng(seed)
-    train_idx, val_idx = [], []
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        n_val = int(round(fraction * len(members)))
-        n_val = min(max(n_val, 1), len(members) - 1) if len(members) >= 2 else 0
-        val_idx.append(members[:n_val])
-        train_idx.append(members[n_val:])
-    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
-
-
-def _has_soft_labels(dataset: str) -> bool:
-    return "label_mode" in inspect.signature(DATASETS.get(dataset)).parameters
-
-
-def dataset_options(cfg: DataConfig) -> dict[str, Any]:
-    """Keyword arguments for the dataset constructor: ``data.options`` plus ``data.label_mode``,
-    the one setting of the label mode (``data.options.label_mode`` is refused).
-
-    Raises:
-        ConfigError: the label mode is set in ``data.options``, or ``soft`` is asked of a dataset
-            without vote distributions.
-    """
-    if "label_mode" in cfg.options:
-        raise ConfigError(f"data.options.label_mode={cfg.options['label_mode']!r}: the label mode "
-                          "is set by data.label_mode alone; move it there (e.g. --set "
-                          "data.label_mode=soft) and remove it from data.options")
-    options = dict(cfg.options)
-    if cfg.label_mode != "majority":
-        if not _has_soft_labels(cfg.dataset):
-            with_soft = [n for n in DATASETS.names() if _has_soft_labels(n)]
-            raise ConfigError(
-                f"data.label_mode={cfg.label_mode!r}: dataset '{cfg.dataset}' has no soft labels "
-                f"(vote distributions); datasets that have them: {', '.join(with_soft)}. "
-                "Set data.label_mode=majority or use one of those datasets")
-        options["label_mode"] = cfg.label_mode
-    return options
-
-
 def build_splits(cfg: DataConfig) -> Splits:
     """Datasets for a run: official validation where one exists, else a seeded hold-out of train;
     the imbalance-factor subset is drawn from the (remaining) training images; test when present."""
-    options = dataset_options(cfg)
-
     def make(split: str) -> FERDataset:
-        return DATASETS.create(cfg.dataset, root=cfg.root, split=split,
-                               num_classes=cfg.num_classes, **options)
+        return dataset_from_config(cfg, split)
 
     train = make("train")
     if cfg.label_mode == "soft" and train.soft_labels is None:
@@ -163,20 +90,12 @@ def build_splits(cfg: DataConfig) -> Splits:
 
 
 def registry_errors(cfg: RunConfig) -> list[str]:
-    """Names checked against the registries: dataset, backbone, method and its parameters."""
+    """Names checked against the registries: dataset (with its options and label mode),
+    backbone, method and its parameters; one line each."""
     if not all(isinstance(v, str) for v in (cfg.data.dataset, cfg.model.backbone,
                                              cfg.method.name)):
         return []  # a name of the wrong type is reported by the loader
-    errors = []
-    if cfg.data.dataset not in DATASETS:
-        errors.append(f"data.dataset: unknown dataset '{cfg.data.dataset}'."
-                      f"{suggest(str(cfg.data.dataset), DATASETS.names())} "
-                      f"Available: {', '.join(DATASETS.names())}")
-    else:
-        try:
-            dataset_options(cfg.data)
-        except ConfigError as err:
-            errors.append(str(err))
+    errors = data_config_errors(cfg.data)
     if cfg.model.backbone not in BACKBONES:
         errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
                       f"{suggest(str(cfg.model.backbone), BACKBONES.names())} "

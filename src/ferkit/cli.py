@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -12,10 +11,10 @@ import threading
 import traceback
 from pathlib import Path
 
-from ferkit import __version__
-from ferkit.config import ConfigError
+from ferkit._version import __version__
+from ferkit.config import ConfigError, DataConfig
 from ferkit.data.base import DatasetError
-from ferkit.engine.checkpoint import CheckpointError, atomic_write_text
+from ferkit.engine.checkpoint import CheckpointError
 from ferkit.inference.faces import DetectorWeightsError
 from ferkit.inference.onnx_backend import OnnxUnavailable
 from ferkit.models.weights import WeightsError
@@ -68,22 +67,24 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from ferkit.api import evaluate
-    from ferkit.data import DATASETS
-    from ferkit.metrics import markdown_report
+def _data_config(args: argparse.Namespace, shortcuts: dict[str, str]) -> DataConfig:
+    """``--config`` + ``--set`` + shortcut flags (``--dataset`` -> ``data.dataset``) -> DataConfig."""
+    from ferkit.config import load_config
 
-    dataset = DATASETS.create(args.dataset, root=args.root, split=args.split,
-                              num_classes=args.num_classes)
-    report = evaluate(args.checkpoint, dataset, device=args.device)
-    markdown = markdown_report(report, f"{args.checkpoint} on {dataset.name}")
-    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"eval_{args.dataset}_{args.split}"
-    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / f"{stem}.md", markdown)
-    print(markdown)
-    print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')}")
+    overrides = list(args.set or [])
+    overrides += [f"{key}={getattr(args, flag)}" for flag, key in shortcuts.items()
+                  if getattr(args, flag) is not None]
+    return load_config(args.config, overrides).data
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ferkit.api import evaluate_split
+
+    data = _data_config(args, {"dataset": "data.dataset", "root": "data.root",
+                               "num_classes": "data.num_classes"})
+    result = evaluate_split(args.checkpoint, data, args.split, args.out, args.device)
+    print(result.markdown)
+    print(f"wrote {result.json_path} and {result.markdown_path}")
     return 0
 
 
@@ -140,10 +141,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from ferkit.data.check import describe
+    from ferkit.api import describe_data
 
-    print(describe(args.dataset, args.root, num_classes=args.num_classes,
-                   imbalance_factor=args.imbalance_factor))
+    print(describe_data(_data_config(args, {
+        "root": "data.root", "dataset": "data.dataset", "num_classes": "data.num_classes",
+        "imbalance_factor": "data.imbalance_factor"})))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from ferkit.config_doc import format_config_doc
+
+    print(format_config_doc(registered=not args.keys_only))
     return 0
 
 
@@ -162,6 +171,15 @@ def _bench(args: argparse.Namespace) -> int:
                            only=args.only, dry_run=args.dry_run, report_only=args.report_only)
     print(format_summary(summary))
     return 1 if summary["failed"] else 0
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    """The data flags ``eval`` and ``datasets`` share: a recipe, overrides and shortcuts."""
+    p.add_argument("--config", help="recipe YAML: its data section is used")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override, e.g. --set data.options.variant=original (repeatable)")
+    p.add_argument("--dataset", help="shortcut for --set data.dataset=...")
+    p.add_argument("--num-classes", help="shortcut for --set data.num_classes=...")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,10 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
     p.add_argument("checkpoint")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--root")
+    _add_data_flags(p)
+    p.add_argument("--root", help="shortcut for --set data.root=...")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--num-classes", type=int, default=7)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="folder for the JSON and markdown (default: beside the checkpoint)")
     p.set_defaults(func=_eval)
@@ -244,11 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("datasets", help="check a dataset root and print counts per split/class")
-    p.add_argument("root")
-    p.add_argument("--dataset", required=True)
-    p.add_argument("--num-classes", type=int, default=7)
-    p.add_argument("--imbalance-factor", type=float)
+    p.add_argument("root", nargs="?", help="shortcut for --set data.root=...")
+    _add_data_flags(p)
+    p.add_argument("--imbalance-factor", help="shortcut for --set data.imbalance_factor=...")
     p.set_defaults(func=_datasets)
+
+    p = sub.add_parser("config", help="every config key with its type, default and help")
+    p.add_argument("--keys-only", action="store_true",
+                   help="leave out the per-method parameters and per-dataset options")
+    p.set_defaults(func=_config)
 
     p = sub.add_parser("bench", help="run a benchmark protocol (resumable) and write result tables")
     p.add_argument("protocol", help="protocol YAML file, or a name in configs/bench "

@@ -36,7 +36,7 @@ class DataConfig:
     """What to train and evaluate on.
 
     Attributes:
-        dataset: registered dataset name (``ferkit datasets --help`` lists them).
+        dataset: registered dataset name (``ferkit list`` shows them).
         root: dataset root folder (not needed for ``synthetic``).
         num_classes: 7 (basic expressions) or 8 (with contempt).
         label_mode: FERPlus labels: "majority" (hard) or "soft" (vote distributions as targets).
@@ -51,7 +51,7 @@ class DataConfig:
         eval_batch_size: evaluation batch size.
         mean, std: input normalisation (carried in checkpoints for inference).
         cache_dir: decode cache folder; None = $FERKIT_CACHE or ~/.cache/ferkit; "memory" = none.
-        options: extra dataset arguments (e.g. synthetic sizes).
+        options: typed options of the dataset (e.g. synthetic sizes; ``ferkit config`` lists them).
         augment: training augmentation.
     """
 
@@ -94,7 +94,13 @@ class ModelConfig:
 
 @dataclass
 class MethodConfig:
-    """Training method: registered name plus its keyword parameters."""
+    """Training method: registered name plus its keyword parameters.
+
+    Attributes:
+        name: registered method name (``ferkit list`` shows them).
+        params: keyword parameters of that method, checked by name and type before training
+            (``ferkit config`` lists each method's parameters).
+    """
 
     name: str = "ce"
     params: dict[str, Any] = field(default_factory=dict)
@@ -165,7 +171,13 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """Everything a training run needs; written resolved to ``output_dir/config.yaml``."""
+    """Everything a training run needs; written resolved to ``output_dir/config.yaml``.
+
+    Attributes:
+        data, model, method, optim, train: the sections above.
+        output_dir: folder for the config, checkpoints, metrics and reports of the run.
+        seed: seed of the model initialisation and of each epoch's shuffling and augmentation.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

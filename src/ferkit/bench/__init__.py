@@ -12,8 +12,10 @@ from ferkit.bench.protocol import (
     load_protocol,
     parse_protocol,
 )
+from ferkit.bench.records import Attempt, PlannedRun, RunRecord
 from ferkit.bench.runner import BenchError, format_summary, plan_runs, run_protocol, train_command
 
-__all__ = ["BenchError", "MethodSpec", "Protocol", "ProtocolError", "RunSpec", "Setting",
+__all__ = ["Attempt", "BenchError", "MethodSpec", "PlannedRun", "Protocol", "ProtocolError",
+           "RunRecord", "RunSpec", "Setting",
            "find_protocol", "format_summary", "load_protocol", "parse_protocol", "plan_runs",
            "run_protocol", "train_command"]

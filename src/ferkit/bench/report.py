@@ -11,6 +11,7 @@ each run. All files are written atomically (tmp + os.replace).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,6 +21,7 @@ from typing import Any
 
 from ferkit.bench import placeholders
 from ferkit.bench.protocol import Protocol, Setting, bench_dirs
+from ferkit.bench.records import PlannedRun
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.tempfiles import temp_path
 
@@ -60,17 +62,17 @@ def aggregate(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _method_rows(setting: Setting, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _method_rows(setting: Setting, runs: list[PlannedRun]) -> list[dict[str, Any]]:
     rows = []
     for spec in setting.methods:
-        done = [r for r in runs if r["spec"].method == spec and r["status"] == "finished"
-                and r.get("results")]
+        done = [r for r in runs if r.spec.method == spec and r.status == "finished"
+                and r.results]
         row: dict[str, Any] = {"label": spec.label, "method": spec.name, "params": spec.params,
-                               "seeds": [r["spec"].seed for r in done], "n": len(done),
-                               "selected_epochs": [r["results"]["val"]["selected_epoch"]
+                               "seeds": [r.spec.seed for r in done], "n": len(done),
+                               "selected_epochs": [r.results["val"]["selected_epoch"]
                                                    for r in done]}
         for split, ckpt, _ in TABLES:
-            reports = [r["results"].get(split, {}).get(ckpt) for r in done]
+            reports = [r.results.get(split, {}).get(ckpt) for r in done]
             reports = [x for x in reports if x]
             row.setdefault(split, {})[ckpt] = aggregate(reports) if reports else None
         row["curve"] = _curve(done)
@@ -78,11 +80,11 @@ def _method_rows(setting: Setting, runs: list[dict[str, Any]]) -> list[dict[str,
     return rows
 
 
-def _curve(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _curve(runs: list[PlannedRun]) -> dict[str, Any] | None:
     """Mean over runs of the per-epoch val accuracies and of the last epoch's training terms."""
     histories = []
     for run in runs:
-        path = run["dir"] / "metrics.jsonl"
+        path = run.dir / "metrics.jsonl"
         if path.is_file():
             lines = path.read_text().splitlines()
             histories.append([json.loads(line) for line in lines if line.strip()])
@@ -177,18 +179,18 @@ def _plot(setting: Setting, rows: list[dict[str, Any]], path: Path) -> str | Non
     return None
 
 
-def _run_entry(run: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    record, results = run["record"] or {}, run.get("results") or {}
+def _run_entry(run: PlannedRun, out_dir: Path) -> dict[str, Any]:
+    record = run.record.to_json() if run.record else {}
+    results = run.results or {}
     # $ROOT / $OUT for the paths of this machine and of the one that made the record
-    paths = placeholders.record_pairs(record, run["id"])
-    paths += placeholders.pairs(run["config"].data.root, out_dir)
+    paths = placeholders.record_pairs(record, run.id)
+    paths += placeholders.pairs(run.config.data.root, out_dir)
     paths.sort(key=lambda item: -len(item[0]))
     attempts = record.get("attempts") or []
     prov = results.get("provenance") or (attempts[-1].get("provenance") if attempts else {}) or {}
-    return {"id": run["id"], "status": run["status"], "seed": run["spec"].seed,
-            "setting": run["spec"].setting.name, "label": run["spec"].method.label,
-            "method": run["spec"].method.name,
-            "output_dir": f"{placeholders.OUT}/runs/{run['id']}",
+    return {"id": run.id, "status": run.status, "seed": run.spec.seed,
+            "setting": run.spec.setting.name, "label": run.spec.method.label,
+            "method": run.spec.method.name, "output_dir": f"{placeholders.OUT}/runs/{run.id}",
             "command": placeholders.substitute(record.get("command"), paths),
             "bench_command": placeholders.substitute(record.get("bench_command"), paths),
             "commit": prov.get("git_commit"), "hardware": prov.get("hardware"),
@@ -198,7 +200,7 @@ def _run_entry(run: dict[str, Any], out_dir: Path) -> dict[str, Any]:
             "wall_clock_s": record.get("wall_clock_s"),
             "date": (attempts[-1].get("ended") if attempts else None),
             "attempts": len(attempts), "error": placeholders.substitute(record.get("error"), paths),
-            "config_changes": run["changes"], "results": results or None}
+            "config_changes": run.changes, "results": results or None}
 
 
 def _provenance_lines(entries: list[dict[str, Any]]) -> list[str]:
@@ -224,7 +226,7 @@ def _provenance_lines(entries: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_report(protocol: Protocol, out_dir: Path, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def write_report(protocol: Protocol, out_dir: Path, runs: list[PlannedRun]) -> dict[str, Any]:
     """Write ``results.md``, ``results.json`` and ``plots/<setting>.png`` into ``out_dir``.
 
     Args:
@@ -236,10 +238,7 @@ def write_report(protocol: Protocol, out_dir: Path, runs: list[dict[str, Any]]) 
         ``{"markdown", "json", "plots"}``: the paths written.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    for run in runs:
-        path = run["dir"] / "results.json"
-        run["results"] = (json.loads(path.read_text()) if run["status"] == "finished"
-                          and path.is_file() else None)
+    runs = [dataclasses.replace(run, results=run.read_results()) for run in runs]
     entries = [_run_entry(r, out_dir) for r in runs]
     protocol_file = placeholders.display_path(protocol.path, bench_dirs())
     finished = sum(e["status"] == "finished" for e in entries)
@@ -252,9 +251,9 @@ def write_report(protocol: Protocol, out_dir: Path, runs: list[dict[str, Any]]) 
           "seeds, in percent; `seeds` is the number of finished seeds.", ""]
     settings, plots = [], []
     for setting in protocol.settings:
-        own = [r for r in runs if r["spec"].setting == setting]
+        own = [r for r in runs if r.spec.setting == setting]
         rows = _method_rows(setting, own)
-        first = next((r["results"] for r in own if r.get("results")), {}) or {}
+        first = next((r.results for r in own if r.results), {}) or {}
         factor = (f"imbalance factor {setting.imbalance_factor:g}" if setting.imbalance_factor
                   else "full training set")
         md += [f"## {setting.name}: {factor}", ""]

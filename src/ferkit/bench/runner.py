@@ -27,6 +27,7 @@ Resume rules (decided here, stated in the report):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -42,7 +43,8 @@ from typing import Any
 import yaml
 
 from ferkit.bench import placeholders
-from ferkit.bench.protocol import Protocol, RunSpec, bench_dirs, find_protocol, load_protocol
+from ferkit.bench.protocol import Protocol, bench_dirs, find_protocol, load_protocol
+from ferkit.bench.records import Attempt, PlannedRun, RunRecord
 from ferkit.bench.report import write_report
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 
 RECORD = "bench_run.json"
 LOCK = ".lock"
+
+
 class BenchError(ValueError):
     """The benchmark cannot proceed as asked (e.g. a run folder holds a different config)."""
 
@@ -95,9 +99,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _stored_config(run_dir: Path, record: dict[str, Any] | None) -> dict[str, Any] | None:
-    if record and "config" in record:
-        return record["config"]
+def _stored_config(run_dir: Path, record: RunRecord | None) -> dict[str, Any] | None:
+    if record and record.config:
+        return record.config
     try:  # written by api.train before its first epoch
         stored = yaml.safe_load((run_dir / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
@@ -161,7 +165,7 @@ def release_lock(run_dir: Path) -> None:
 
 
 def plan_runs(protocol: Protocol, out_dir: Path, root: str | None = None,
-              overrides: list[str] | None = None) -> list[dict[str, Any]]:
+              overrides: list[str] | None = None) -> list[PlannedRun]:
     """Every run of ``protocol`` with its config, folder and status on disk.
 
     Status is one of ``finished``, ``running`` (another live process holds its lock),
@@ -179,7 +183,7 @@ def plan_runs(protocol: Protocol, out_dir: Path, root: str | None = None,
             check_config(cfg)
         except ConfigError as err:
             raise ConfigError(f"run {spec.id} of {protocol.path or protocol.name}: {err}") from err
-        record = _read_json(run_dir / RECORD)
+        record = RunRecord.read(run_dir / RECORD)
         stored = _stored_config(run_dir, record)
         changes = config_changes(stored, cfg) if stored is not None else []
         if changes:
@@ -188,37 +192,35 @@ def plan_runs(protocol: Protocol, out_dir: Path, root: str | None = None,
             status = "finished"
         elif lock_holder(run_dir) is not None:
             status = "running"
-        elif record and record.get("status") in ("failed", "interrupted"):
-            status = record["status"]
+        elif record and record.status in ("failed", "interrupted"):
+            status = record.status
         elif (run_dir / "last.safetensors").is_file():
             status = "partial"
         else:  # "started": running in another process, or killed before its first epoch ended
-            status = "started" if record and record.get("status") == "running" else "pending"
-        planned.append({"spec": spec, "id": spec.id, "config": cfg, "dir": run_dir,
-                        "status": status, "changes": changes, "record": record})
+            status = "started" if record and record.status == "running" else "pending"
+        planned.append(PlannedRun(spec, cfg, run_dir, status, changes, record))
     return planned
 
 
-def _killed_attempt(run: dict[str, Any]) -> dict[str, Any] | None:
+def _killed_attempt(run: PlannedRun) -> Attempt | None:
     """A previous attempt left as ``running`` was killed: close it at its last checkpoint time."""
-    record = run["record"] or {}
-    attempt = (record.get("attempts") or [None])[-1]
-    if not attempt or attempt.get("status") != "running":
+    attempt = run.record.attempts[-1] if run.record and run.record.attempts else None
+    if not attempt or attempt.status != "running":
         return None
-    last = run["dir"] / "last.safetensors"
-    started = datetime.fromisoformat(attempt["started"])
+    last = run.dir / "last.safetensors"
+    started = datetime.fromisoformat(attempt.started)
     ended = datetime.fromtimestamp(last.stat().st_mtime, timezone.utc) if last.exists() else started
-    return {**attempt, "status": "killed", "ended": ended.isoformat(timespec="seconds"),
-            "wall_clock_s": round(max((ended - started).total_seconds(), 0.0), 1)}
+    return dataclasses.replace(attempt, status="killed", ended=ended.isoformat(timespec="seconds"),
+                               wall_clock_s=round(max((ended - started).total_seconds(), 0.0), 1))
 
 
-def _write_record(run: dict[str, Any], record: dict[str, Any]) -> None:
-    run["dir"].mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run["dir"] / RECORD, json.dumps(record, indent=2) + "\n")
-    run["record"] = record
+def _write_record(run: PlannedRun, record: RunRecord) -> None:
+    run.dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.dir / RECORD, json.dumps(record.to_json(), indent=2) + "\n")
+    run.record = record
 
 
-def execute_run(run: dict[str, Any], bench_command: str) -> dict[str, Any]:
+def execute_run(run: PlannedRun, bench_command: str) -> RunRecord:
     """Train one planned run via ``ferkit.api.train`` (resuming) and keep its record up to date.
 
     Errors are caught and recorded (status ``failed``); KeyboardInterrupt is recorded as
@@ -226,18 +228,16 @@ def execute_run(run: dict[str, Any], bench_command: str) -> dict[str, Any]:
     """
     from ferkit import api  # looked up at call time so tests can replace api.train
 
-    spec: RunSpec = run["spec"]
-    cfg: RunConfig = run["config"]
-    attempts = list((run["record"] or {}).get("attempts") or [])
+    spec, cfg = run.spec, run.config
+    attempts = list(run.record.attempts) if run.record else []
     killed = _killed_attempt(run)
     if killed:
         attempts[-1] = killed
-    attempt = {"started": _now(), "status": "running", "provenance": api.provenance()}
-    record = {"id": spec.id, "setting": spec.setting.name, "label": spec.method.label,
-              "method": spec.method.name, "params": spec.method.params, "seed": spec.seed,
-              "config": to_dict(cfg), "command": _placeholder_command(cfg, spec.id),
-              "bench_command": bench_command, "status": "running", "error": None,
-              "attempts": attempts + [attempt]}
+    attempt = Attempt(started=_now(), status="running", provenance=api.provenance())
+    record = RunRecord(spec.id, spec.setting.name, spec.method.label, spec.method.name,
+                       spec.method.params, spec.seed, to_dict(cfg),
+                       _placeholder_command(cfg, spec.id),
+                       bench_command, "running", None, attempts + [attempt])
     _write_record(run, record)
     start = time.perf_counter()
     status, error = "interrupted", "interrupted"
@@ -252,13 +252,12 @@ def execute_run(run: dict[str, Any], bench_command: str) -> dict[str, Any]:
         error = f"{type(err).__name__}: {err}\n" + "".join(traceback.format_exc(limit=8))
         log.error("run %s failed: %s: %s", spec.id, type(err).__name__, err)
     finally:
-        attempt.update(status=status, ended=_now(),
-                       wall_clock_s=round(time.perf_counter() - start, 1))
-        record.update(status=status, error=error,
-                      wall_clock_s=round(sum(a.get("wall_clock_s") or 0.0
-                                             for a in record["attempts"]), 1))
+        attempt.status, attempt.ended = status, _now()
+        attempt.wall_clock_s = round(time.perf_counter() - start, 1)
+        record.status, record.error = status, error
+        record.wall_clock_s = round(sum(a.wall_clock_s or 0.0 for a in record.attempts), 1)
         _write_record(run, record)
-        run["status"] = status
+        run.status = status
     return record
 
 
@@ -307,47 +306,47 @@ def run_protocol(
         protocol = load_protocol(find_protocol(protocol))
     out_dir, overrides = Path(out_dir), list(overrides or [])
     planned = plan_runs(protocol, out_dir, root, overrides)
-    selected = [r for r in planned if only is None or only in r["id"]]
+    selected = [r for r in planned if only is None or only in r.id]
     if only is not None and not selected:
         raise ConfigError(f"--only '{only}' matches no run of {protocol.name}; runs are: "
-                          + ", ".join(r["id"] for r in planned))
+                          + ", ".join(r.id for r in planned))
     summary: dict[str, Any] = {"protocol": protocol.name, "out_dir": str(out_dir),
                                "trained": [], "skipped": [], "busy": [], "failed": [],
                                "report": None}
-    changed = [r for r in selected if r["status"] == "changed"]
+    changed = [r for r in selected if r.status == "changed"]
     if changed and not (dry_run or report_only):
-        details = "\n".join(f"  {r['dir']}:\n    " + "\n    ".join(r["changes"][:8])
+        details = "\n".join(f"  {r.dir}:\n    " + "\n    ".join(r.changes[:8])
                             for r in changed)
         raise BenchError(f"{len(changed)} run folder(s) in {out_dir} were trained with a "
                          f"different config than {protocol.name} gives now; refusing to mix "
                          f"results. Use a new --out folder, or delete these run folders:\n"
                          f"{details}")
     if not (dry_run or report_only):
-        todo = [r for r in selected if r["status"] not in ("finished", "running")]
-        summary["skipped"] = [r["id"] for r in selected if r["status"] == "finished"]
-        summary["busy"] = [r["id"] for r in selected if r["status"] == "running"]
+        todo = [r for r in selected if r.status not in ("finished", "running")]
+        summary["skipped"] = [r.id for r in selected if r.status == "finished"]
+        summary["busy"] = [r.id for r in selected if r.status == "running"]
         for i, run in enumerate(todo, 1):
-            holder = acquire_lock(run["dir"])
+            holder = acquire_lock(run.dir)
             if holder is not None:
                 log.info("[%d/%d] %s: skipped, being trained by %s (lock %s)", i, len(todo),
-                         run["id"], holder, run["dir"] / LOCK)
-                summary["busy"].append(run["id"])
+                         run.id, holder, run.dir / LOCK)
+                summary["busy"].append(run.id)
                 continue
             try:
-                if (run["dir"] / "results.json").is_file():  # finished by another process
-                    summary["skipped"].append(run["id"])
+                if (run.dir / "results.json").is_file():  # finished by another process
+                    summary["skipped"].append(run.id)
                     continue
-                run["record"] = _read_json(run["dir"] / RECORD)  # as the last holder left it
-                log.info("[%d/%d] %s (%s)", i, len(todo), run["id"], run["status"])
-                execute_run(run, _bench_command(protocol, root, out_dir, overrides, run["id"]))
+                run.record = RunRecord.read(run.dir / RECORD)  # as the last holder left it
+                log.info("[%d/%d] %s (%s)", i, len(todo), run.id, run.status)
+                execute_run(run, _bench_command(protocol, root, out_dir, overrides, run.id))
             finally:
-                release_lock(run["dir"])
-            summary["failed" if run["status"] == "failed" else "trained"].append(run["id"])
+                release_lock(run.dir)
+            summary["failed" if run.status == "failed" else "trained"].append(run.id)
             # Re-read every run's state: other `ferkit bench` processes may have finished runs.
             write_report(protocol, out_dir, plan_runs(protocol, out_dir, root, overrides))
-    summary["runs"] = [{"id": r["id"], "status": r["status"], "output_dir": str(r["dir"]),
-                        "changes": r["changes"],
-                        "error": (r["record"] or {}).get("error") if r["status"] == "failed"
+    summary["runs"] = [{"id": r.id, "status": r.status, "output_dir": str(r.dir),
+                        "changes": r.changes,
+                        "error": (r.record.error if r.record else None) if r.status == "failed"
                         else None} for r in planned]
     if not dry_run:
         summary["report"] = write_report(protocol, out_dir,

@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ferkit.data.base import DatasetError, FERDataset, decode_image
+from ferkit.data.fake import FAKE_COUNTS, fake_samples, write_image
 from ferkit.data.labels import AFFECTNET_RAW, canonical_index, class_names
-from ferkit.data.splits import check_split, line_error, require_files, require_root
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
+from ferkit.data.splits import line_error, require_files, require_root
 
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "test")
 CSV_FILES = {"train": "training.csv", "test": "validation.csv"}
@@ -101,14 +102,27 @@ def read_list(csv_path: Path, num_classes: int) -> tuple[list[str], list[int], n
     return files, labels, np.asarray(boxes, np.float32).reshape(-1, 4)
 
 
+def write_fake_tree(folder: Path) -> FakeTree:
+    """A tiny AffectNet tree (both CSVs with headers, images) for the contract tests; each CSV
+    also lists a code-8 ("none") image, which the parser must drop."""
+    codes = {name: code for code, name in AFFECTNET_RAW.items()}
+    for split in OFFICIAL_SPLITS:
+        rows = [",".join(COLUMNS)]
+        for number, code in enumerate([codes[n] for _, n in fake_samples(split)] + [8]):
+            image = f"{split}/{number:04d}.jpg"
+            rows.append(f'{image},0,0,8,8,"1.0;2.0",{code},0.0,0.0')
+            write_image(folder / IMAGES_DIR / image, number * 7)
+        (folder / LISTS_DIR).mkdir(parents=True, exist_ok=True)
+        (folder / LISTS_DIR / CSV_FILES[split]).write_text("\n".join(rows) + "\n")
+    return FakeTree(folder, {split: FAKE_COUNTS[split] for split in OFFICIAL_SPLITS})
+
+
+@register_dataset("affectnet", title="AffectNet", splits=OFFICIAL_SPLITS, tree=TREE,
+                  fake_tree=write_fake_tree)
 def affectnet(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
+    request: DatasetRequest,
+    *,
     crop_face: bool = False,
-    require_images: bool = True,
-    **options: Any,
 ) -> FERDataset:
     """Build AffectNet (manually annotated) for one split.
 
@@ -123,10 +137,8 @@ def affectnet(
     Raises:
         DatasetError: missing CSV or images (with the expected tree), malformed CSV row.
     """
-    if options:
-        raise DatasetError(f"affectnet: unknown options {sorted(options)}; see its docstring")
+    root, split, num_classes, transform, require_images = request
     names_k = class_names(num_classes)
-    check_split(split, OFFICIAL_SPLITS, "AffectNet")
     root = require_root(root, "AffectNet", TREE)
     lists = root / LISTS_DIR if (root / LISTS_DIR).is_dir() else root
     csv_path = lists / CSV_FILES[split]

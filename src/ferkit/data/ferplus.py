@@ -21,15 +21,15 @@ three duplicated Training rows with identical votes; counting rows gives the pap
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ferkit.data.base import DatasetError, FERDataset
+from ferkit.data.fake import FAKE_COUNTS, fake_samples, write_image
 from ferkit.data.labels import FERPLUS_COLUMNS, canonical_index, class_names
-from ferkit.data.splits import check_split, line_error, require_files, require_root
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
+from ferkit.data.splits import line_error, require_files, require_root
 
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "val", "test")
 USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -95,15 +95,30 @@ def majority_columns(votes: np.ndarray) -> np.ndarray:
     return np.where(top_votes * 2 > cleaned.sum(axis=1), top, -1)
 
 
+def write_fake_tree(folder: Path) -> FakeTree:
+    """A tiny FERPlus tree (CSV + PNG folders) for the contract tests; each split also lists an
+    ``unknown``-majority image, which the parser must drop."""
+    header = "Usage,Image name," + ",".join(FERPLUS_COLUMNS)
+    rows, number = [header], 0
+    for split in OFFICIAL_SPLITS:
+        samples = [name for _, name in fake_samples(split)] + ["unknown"]
+        for name in samples:
+            votes = [10 if column == name else 0 for column in FERPLUS_COLUMNS]
+            image = f"fer{number:07d}.png"
+            rows.append(f"{USAGE[split]},{image}," + ",".join(map(str, votes)))
+            write_image(folder / FOLDER[split] / image, number * 5, channels=1)
+            number += 1
+    (folder / CSV_NAME).write_text("\n".join(rows) + "\n")
+    return FakeTree(folder, {split: FAKE_COUNTS[split] for split in OFFICIAL_SPLITS})
+
+
+@register_dataset("ferplus", title="FERPlus", splits=OFFICIAL_SPLITS, tree=TREE,
+                  fake_tree=write_fake_tree)
 def ferplus(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
+    request: DatasetRequest,
+    *,
     label_mode: str = "majority",
     soft_drop_single_votes: bool = True,
-    require_images: bool = True,
-    **options: Any,
 ) -> FERDataset:
     """Build the FERPlus dataset of one split.
 
@@ -120,12 +135,10 @@ def ferplus(
         DatasetError: missing CSV or split folder (the message shows the expected tree),
             malformed CSV line (file and line number), or a bad option.
     """
-    if options:
-        raise DatasetError(f"ferplus: unknown options {sorted(options)}; see ferplus() docstring")
+    root, split, num_classes, transform, require_images = request
     if label_mode not in ("majority", "soft"):
         raise DatasetError(f"ferplus: label_mode '{label_mode}' unknown; use majority or soft")
     names_k = class_names(num_classes)
-    check_split(split, OFFICIAL_SPLITS, "FERPlus")
     root = require_root(root, "FERPlus", TREE)
     csv_path = root / CSV_NAME
     if not csv_path.is_file():

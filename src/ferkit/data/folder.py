@@ -20,13 +20,13 @@ raises SplitNotAvailable (for "val" the caller then holds out part of train).
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ferkit.data.base import DatasetError, FERDataset
+from ferkit.data.fake import FAKE_COUNTS, fake_samples, write_image
 from ferkit.data.labels import ALIASES, CANONICAL_8, canonical_index, class_names
-from ferkit.data.splits import SPLITS, SplitNotAvailable, check_split, require_files, require_root
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
+from ferkit.data.splits import SPLITS, SplitNotAvailable, require_files, require_root
 from ferkit.registry import suggest
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -73,14 +73,24 @@ def _csv_path(root: Path) -> Path:
     )
 
 
+def write_fake_csv(folder: Path) -> FakeTree:
+    """A tiny ``labels.csv`` tree (all three splits, class names and one alias) for the tests."""
+    rows = ["path,label,split"]
+    for split in SPLITS:
+        for number, name in fake_samples(split):
+            label = "happy" if name == "happiness" else name
+            rows.append(f"images/{split}_{number}.png,{label},{split}")
+            write_image(folder / "images" / f"{split}_{number}.png", number * 9)
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return FakeTree(folder, dict(FAKE_COUNTS))
+
+
+@register_dataset("csv", title="csv dataset", splits=SPLITS, tree=CSV_TREE,
+                  fake_tree=write_fake_csv)
 def csv_dataset(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
+    request: DatasetRequest,
+    *,
     channels: int = 3,
-    require_images: bool = True,
-    **options: Any,
 ) -> FERDataset:
     """Build the rows of one split of a ``path,label,split`` CSV.
 
@@ -88,10 +98,8 @@ def csv_dataset(
         DatasetError: missing CSV, bad header, bad row (file and line number), missing images.
         SplitNotAvailable: no row has this split.
     """
-    if options:
-        raise DatasetError(f"csv: unknown options {sorted(options)}; see csv_dataset() docstring")
+    root, split, num_classes, transform, require_images = request
     names_k = class_names(num_classes)
-    check_split(split, SPLITS, "csv dataset")
     csv_path = _csv_path(require_root(root, "csv dataset", CSV_TREE))
     paths: list[Path] = []
     labels: list[int] = []
@@ -124,14 +132,20 @@ def csv_dataset(
                       name=f"csv:{csv_path.stem}-{split}")
 
 
+def write_fake_folder(folder: Path) -> FakeTree:
+    """A tiny ImageFolder tree with train and valid (no test) for the contract tests."""
+    for split, split_folder in (("train", "train"), ("val", "valid")):
+        for number, name in fake_samples(split):
+            write_image(folder / split_folder / name / f"{number}.png", number * 9)
+    return FakeTree(folder, {split: FAKE_COUNTS[split] for split in ("train", "val")})
+
+
+@register_dataset("folder", title="image folder", splits=SPLITS, tree=FOLDER_TREE,
+                  fake_tree=write_fake_folder, lists_files=False)
 def image_folder(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
+    request: DatasetRequest,
+    *,
     channels: int = 3,
-    require_images: bool = True,
-    **options: Any,
 ) -> FERDataset:
     """Build one split of a ``root/<split>/<class>/*.jpg`` tree (``require_images`` is unused:
     the files on disk are the listing).
@@ -140,10 +154,8 @@ def image_folder(
         DatasetError: unknown class folder (with a did-you-mean hint), no images.
         SplitNotAvailable: no folder for this split.
     """
-    if options:
-        raise DatasetError(f"folder: unknown options {sorted(options)}; see image_folder()")
+    root, split, num_classes, transform, _ = request
     names_k = class_names(num_classes)
-    check_split(split, SPLITS, "image folder")
     root = require_root(root, "image folder", FOLDER_TREE)
     found = [root / n for n in SPLIT_FOLDERS[split] if (root / n).is_dir()]
     if not found:

@@ -13,13 +13,13 @@ canonical order. There is no official validation split: ``split="val"`` raises S
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ferkit.data.base import DatasetError, FERDataset
+from ferkit.data.fake import FAKE_COUNTS, fake_samples, write_image
 from ferkit.data.labels import RAFDB_RAW, canonical_index, class_names
-from ferkit.data.splits import check_split, line_error, require_files, require_root
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
+from ferkit.data.splits import line_error, require_files, require_root
 
 OFFICIAL_SPLITS: tuple[str, ...] = ("train", "test")
 LABEL_FILE = Path("EmoLabel") / "list_patition_label.txt"
@@ -70,14 +70,26 @@ def image_path(root: Path, name: str, variant: str) -> Path:
     return root / "Image" / "original" / name
 
 
+def write_fake_tree(folder: Path) -> FakeTree:
+    """A tiny RAF-DB ``basic/`` tree (aligned images) for the contract tests."""
+    raw = {name: code for code, name in RAFDB_RAW.items()}
+    lines = []
+    for split in OFFICIAL_SPLITS:
+        for number, name in fake_samples(split):
+            image = f"{split}_{number + 1:05d}.jpg"
+            lines.append(f"{image} {raw[name]}")
+            write_image(image_path(folder / "basic", image, "aligned"), number * 9)
+    (folder / "basic" / LABEL_FILE).parent.mkdir(parents=True, exist_ok=True)
+    (folder / "basic" / LABEL_FILE).write_text("\n".join(lines) + "\n")
+    return FakeTree(folder / "basic", {split: FAKE_COUNTS[split] for split in OFFICIAL_SPLITS})
+
+
+@register_dataset("rafdb", title="RAF-DB", splits=OFFICIAL_SPLITS, tree=TREE,
+                  fake_tree=write_fake_tree)
 def rafdb(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
+    request: DatasetRequest,
+    *,
     variant: str = "auto",
-    require_images: bool = True,
-    **options: Any,
 ) -> FERDataset:
     """Build the RAF-DB basic dataset of one split.
 
@@ -92,12 +104,10 @@ def rafdb(
     Raises:
         DatasetError: missing label file or images (with the expected tree), malformed line.
     """
-    if options:
-        raise DatasetError(f"rafdb: unknown options {sorted(options)}; see rafdb() docstring")
+    root, split, num_classes, transform, require_images = request
     if num_classes != 7:
         raise DatasetError(f"RAF-DB basic has 7 classes (no contempt); "
                            f"got num_classes={num_classes}")
-    check_split(split, OFFICIAL_SPLITS, "RAF-DB")
     root = require_root(root, "RAF-DB", TREE)
     if not (root / LABEL_FILE).is_file() and (root / "basic" / LABEL_FILE).is_file():
         root = root / "basic"

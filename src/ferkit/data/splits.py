@@ -13,6 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ferkit.data.base import DatasetError
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -84,3 +86,17 @@ def line_error(file: Path, line_number: int, line: str, expected: str) -> Datase
         f"{file}:{line_number}: malformed line {line.strip()!r}; expected {expected}. "
         f"Fix or delete that line."
     )
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded per-class split of indices into (train, val); every class with >= 2 images keeps
+    at least one image on each side."""
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = int(round(fraction * len(members)))
+        n_val = min(max(n_val, 1), len(members) - 1) if len(members) >= 2 else 0
+        val_idx.append(members[:n_val])
+        train_idx.append(members[n_val:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))

@@ -26,13 +26,14 @@ import hashlib
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ferkit.data.base import DatasetError, FERDataset
+from ferkit.data.fake import FAKE_COUNTS
 from ferkit.data.labels import class_names
-from ferkit.data.splits import SPLITS, check_split
+from ferkit.data.registry import DatasetRequest, FakeTree, register_dataset
+from ferkit.data.splits import SPLITS
 
 OFFICIAL_SPLITS: tuple[str, ...] = SPLITS
 # Long-tailed default (RAF-DB train counts, canonical order; contempt like FERPlus's rarity).
@@ -217,11 +218,18 @@ class SyntheticFaces(FERDataset):
         return digest.hexdigest()
 
 
+def fake_synthetic(folder: Path) -> FakeTree:
+    """Options giving 1..7 images per class in every split (nothing is written)."""
+    counts = FAKE_COUNTS["train"]
+    options = {"size": 16, "num_train": 28, "num_val": 28, "num_test": 28, "proportions": counts}
+    return FakeTree(None, {split: list(counts) for split in SPLITS}, options)
+
+
+@register_dataset("synthetic", title="synthetic", splits=OFFICIAL_SPLITS,
+                  fake_tree=fake_synthetic, needs_root=False)
 def synthetic(
-    root: str | Path | None,
-    split: str,
-    num_classes: int = 7,
-    transform: Callable | None = None,
+    request: DatasetRequest,
+    *,
     size: int = 48,
     num_train: int = 2000,
     num_val: int = 500,
@@ -230,14 +238,10 @@ def synthetic(
     channels: int = 1,
     class_counts: Sequence[int] | None = None,
     proportions: Sequence[float] | None = None,
-    require_images: bool = True,
-    **options: Any,
 ) -> FERDataset:
     """Registered constructor for :class:`SyntheticFaces` (``root`` and ``require_images`` are
     ignored: nothing is read from disk). ``class_counts`` applies to the requested split."""
-    if options:
-        raise DatasetError(f"synthetic: unknown options {sorted(options)}; see synthetic()")
-    check_split(split, OFFICIAL_SPLITS, "synthetic")
+    _, split, num_classes, transform, _ = request
     num_images = {"train": num_train, "val": num_val, "test": num_test}[split]
     return SyntheticFaces(split, num_classes, size, num_images, seed, channels, class_counts,
                           proportions, transform)

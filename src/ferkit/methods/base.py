@@ -17,10 +17,9 @@ Per-sample state (relabels, buffers) lives in registered buffers so checkpoints 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from torch import nn
 
 from ferkit.data.loader import Sampler
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, check_params, signature_params
 from ferkit.registry import Registry, suggest
 
 METHODS: Registry[Method] = Registry("method")
@@ -50,6 +50,10 @@ class Method(nn.Module):
         class_counts: training images per class (of the set actually used), ``[K]``.
         num_samples: size of the training set (for per-sample buffers).
 
+    A subclass declares the ranges and choices of its own parameters in ``param_constraints``
+    (e.g. ``{"lam": Range(0), "forward_mode": ("joint", "separate")}``); they are checked with
+    the parameter types before training starts.
+
     Attributes:
         uses_soft_labels: the method trains on ``batch["soft_label"]`` when present
             (``data.label_mode: soft``); the others are refused with soft labels.
@@ -59,6 +63,7 @@ class Method(nn.Module):
     # True when on_epoch_start reads num_epochs (its schedule depends on the total), so a resumed
     # run may not change train.epochs (ferkit.run_folder).
     schedule_uses_num_epochs = False
+    param_constraints: ClassVar[dict[str, Constraint]] = {}
 
     def __init__(self, model: FERClassifier, class_counts: Sequence[int], num_samples: int) -> None:
         super().__init__()
@@ -95,35 +100,30 @@ RESERVED = ("model", "class_counts", "num_samples")
 
 def method_params(name: str) -> dict[str, Any]:
     """The keyword parameters a registered method accepts, with their defaults."""
-    signature = inspect.signature(METHODS.get(name))
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return {
-        key: (None if p.default is inspect.Parameter.empty else p.default)
-        for key, p in signature.parameters.items()
-        if key not in RESERVED and p.kind in kinds
-    }
+    return {key: p.default for key, p in signature_params(METHODS.get(name), RESERVED).items()}
 
 
-def check_method_params(name: str, params: dict[str, Any]) -> list[str]:
-    """Errors for unknown parameters of method ``name`` (with close-match suggestions)."""
+def check_method_params(name: str, params: dict[str, Any], constraints: bool = True) -> list[str]:
+    """Errors for method ``name``'s ``params``: unknown names (with close-match suggestions),
+    values of the wrong type for the constructor's annotation, and (``constraints``) values
+    outside the ranges or choices the method declares in ``param_constraints``."""
     if name not in METHODS:
         return [f"method.name: unknown method '{name}'.{suggest(name, METHODS.names())} "
                 f"Available: {', '.join(METHODS.names())}"]
-    allowed = method_params(name)
-    return [
-        f"method.params.{key}: '{name}' has no parameter '{key}'.{suggest(key, list(allowed))} "
-        f"Its parameters: {', '.join(sorted(allowed)) or '(none)'}"
-        for key in params if key not in allowed
-    ]
+    method = METHODS.get(name)
+    return check_params(f"'{name}'", "method.params.", params,
+                        signature_params(method, RESERVED),
+                        getattr(method, "param_constraints", {}) if constraints else {})
 
 
 def create_method(
     name: str, model: FERClassifier, class_counts: Sequence[int], num_samples: int,
     params: dict[str, Any] | None = None,
 ) -> Method:
-    """Build a registered method; unknown parameters raise ValueError before anything runs."""
+    """Build a registered method; unknown or mistyped parameters raise ValueError before anything
+    runs (ranges and choices are the constructor's to report; the config checks them earlier)."""
     params = dict(params or {})
-    errors = check_method_params(name, params)
+    errors = check_method_params(name, params, constraints=False)
     if errors:
         raise ValueError("\n".join(errors))
     return METHODS.create(name, model=model, class_counts=class_counts, num_samples=num_samples,

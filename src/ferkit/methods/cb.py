@@ -4,7 +4,7 @@ CVPR 2019)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ferkit.losses import (
     class_weights,
@@ -14,6 +14,7 @@ from ferkit.losses import (
 )
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 
 @METHODS.register("cb")
@@ -29,6 +30,14 @@ class ClassBalanced(Method):
             (one-vs-all BCE, focal when ``gamma > 0``).
         gamma: focal exponent for "focal" / "sigmoid".
     """
+
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "beta": Range(0, 1, high_open=True),
+        "loss": ("softmax",
+        "focal",
+        "sigmoid"),
+        "gamma": Range(0),
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

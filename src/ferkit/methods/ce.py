@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ferkit.losses import soft_cross_entropy, weighted_cross_entropy
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 
 @METHODS.register("ce")
@@ -22,6 +23,9 @@ class CrossEntropy(Method):
     """
 
     uses_soft_labels = True
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "label_smoothing": Range(0, 1, high_open=True),
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

@@ -7,12 +7,13 @@ Facial Expression Recognition", ECCV 2022.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ferkit.losses import attention_consistency, weighted_cross_entropy
 from ferkit.methods._two_view import FORWARD_MODES, two_view_forward
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 
 @METHODS.register("eac")
@@ -41,6 +42,11 @@ class ErasingAttentionConsistency(Method):
     runs after Normalize and so fills with the mean colour (``data.augment.erasing_fill: mean``);
     ferkit's default fills with 0 before normalisation ("zero").
     """
+
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "lam": Range(0),
+        "forward_mode": FORWARD_MODES,
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

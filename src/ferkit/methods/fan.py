@@ -4,6 +4,7 @@ Facial Expression Recognition", arXiv 2212.07751)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -13,6 +14,7 @@ from ferkit.methods.base import METHODS
 from ferkit.methods.rul import RelativeUncertaintyLearning
 from ferkit.models.cbam import CBAM, add_cbam_to_resnet
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 PLACEMENTS = ("last", "every_block")
 CLASS_WEIGHTS = ("inverse", "sqrt_inverse", "effective", "none")
@@ -51,6 +53,13 @@ class UncertaintyImbalanceCBAM(RelativeUncertaintyLearning):
         beta: effective-number beta for ``class_weight="effective"``.
         embed_dim, dropout, feature_hw, fc_lr_mult: as in RUL.
     """
+
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "cbam_placement": PLACEMENTS,
+        "class_weight": CLASS_WEIGHTS,
+        "dropout": Range(0, 1, high_open=True),
+        "embed_dim": Range(1),
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

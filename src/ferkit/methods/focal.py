@@ -4,12 +4,13 @@ Detection", ICCV 2017), optionally class-weighted."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from ferkit.losses import class_weights as make_class_weights
 from ferkit.losses import focal_loss
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 CLASS_WEIGHTS = ("none", "effective", "inverse")
 
@@ -28,6 +29,12 @@ class Focal(Method):
             (``N / (K n_l)``, mean 1).
         beta: effective-number beta for ``class_weight="effective"``.
     """
+
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "gamma": Range(0),
+        "class_weight": CLASS_WEIGHTS,
+        "beta": Range(0, 1, high_open=True),
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

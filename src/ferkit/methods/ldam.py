@@ -4,7 +4,7 @@ Label-Distribution-Aware Margin Loss", NeurIPS 2019)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +13,7 @@ from torch import nn
 from ferkit.losses import check_class_counts, class_weights, weighted_cross_entropy
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 REDUCTIONS = ("weighted_mean", "mean")
 
@@ -72,6 +73,12 @@ class LDAMDRW(Method):
     """
 
     schedule_uses_num_epochs = True
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "max_margin": Range(0, low_open=True),
+        "drw_start": Range(0, 1),
+        "beta": Range(0, 1, high_open=True),
+        "drw_reduction": REDUCTIONS,
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

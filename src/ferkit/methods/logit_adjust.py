@@ -5,13 +5,14 @@ Adjustment", ICLR 2021); with ``tau = 1`` the loss is the balanced softmax of Re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from ferkit.losses import check_class_counts, weighted_cross_entropy
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 
 def log_prior(class_counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -33,6 +34,10 @@ class LogitAdjustment(Method):
         tau: adjustment strength (1 = balanced softmax / Bayes-optimal for the balanced error).
         posthoc: adjust at test time instead of in the loss.
     """
+
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "tau": Range(0),
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from ferkit.losses.consistency import ERRORS
 from ferkit.methods._two_view import FORWARD_MODES, TRANSFORMS, two_view_forward
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,19 @@ class MineExtraKnowledge(Method):
         detach_head: CAMs use ``W.detach()`` (authors' code).
         normalize_maps: divide the maps by their detached RMS before the consistency.
     """
+
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "preset": tuple(PRESETS),
+        "lam": Range(0),
+        "alpha": Range(0, 1, high_open=True),
+        "weights": WEIGHT_KINDS,
+        "weights_norm": WEIGHT_NORMS,
+        "beta": Range(0, 1, high_open=True),
+        "transform": TRANSFORMS,
+        "scale_factor": Range(0, 1, low_open=True),
+        "consistency_error": ERRORS,
+        "forward_mode": FORWARD_MODES,
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

@@ -8,7 +8,7 @@ shared with the ``fan`` method, which runs them on a CBAM-refined feature map.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as torch_dist
@@ -17,6 +17,7 @@ from torch import nn
 from ferkit.losses import weighted_cross_entropy
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 
 class MapLinear(nn.Linear):
@@ -131,6 +132,11 @@ class RelativeUncertaintyLearning(Method):
             takes it from the first batch (not under DDP, where it must be given).
         fc_lr_mult: learning-rate multiplier of the final ``fc`` (10: 2e-3 vs 2e-4).
     """
+
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "dropout": Range(0, 1, high_open=True),
+        "embed_dim": Range(1),
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

@@ -4,7 +4,7 @@ Facial Expression Recognition", CVPR 2020)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as torch_dist
@@ -13,6 +13,7 @@ from torch import nn
 from ferkit.losses import weighted_cross_entropy
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
+from ferkit.params import Constraint, Range
 
 RELABEL_GROUPS = ("low", "all")
 
@@ -85,6 +86,11 @@ class SelfCureNetwork(Method):
         relabel_group: "low" or "all".
         weighted_predict: use ``alpha * head(f)`` at test.
     """
+
+    param_constraints: ClassVar[dict[str, Constraint]] = {
+        "high_ratio": Range(0, 1, low_open=True, high_open=True),
+        "relabel_group": RELABEL_GROUPS,
+    }
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,
