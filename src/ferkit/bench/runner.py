@@ -49,6 +49,7 @@ from ferkit.bench.report import write_report
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.run_folder import RUN_ONLY_KEYS, config_changes, flatten
+from ferkit.tempfiles import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +110,6 @@ def _stored_config(run_dir: Path, record: RunRecord | None) -> dict[str, Any] | 
     return {k: v for k, v in stored.items() if k != "provenance"} if stored else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def lock_holder(run_dir: Path) -> dict[str, Any] | None:
     """Who holds ``run_dir``'s lock (``{"pid", "host", "started"}``), or None if nobody live does.
 
@@ -131,7 +122,7 @@ def lock_holder(run_dir: Path) -> dict[str, Any] | None:
     holder = _read_json(path)
     if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
         return {"path": str(path)}
-    if holder.get("host") == socket.gethostname() and not _pid_alive(holder["pid"]):
+    if holder.get("host") == socket.gethostname() and not pid_alive(holder["pid"]):
         return None
     return holder
 
