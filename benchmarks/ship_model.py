@@ -25,6 +25,7 @@ from ferkit.inference.align import default_template
 from ferkit.inference.predictor import Predictor, pretrained_path
 
 DROP_META = ("history", "scheduler")
+SHIPPED_OUTPUT_DIR = "runs/ferplus_default_model"
 
 
 def ship(checkpoint: Path, out: Path) -> Path:
@@ -34,6 +35,8 @@ def ship(checkpoint: Path, out: Path) -> Path:
         tensors = {k: handle.get_tensor(k) for k in handle.keys() if not k.startswith("optim/")}
     tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
     meta = {k: v for k, v in meta.items() if k not in DROP_META}
+    # where it was trained is no business of the package: the recipe's own output folder instead
+    meta["config"] = {**meta.get("config", {}), "output_dir": SHIPPED_OUTPUT_DIR}
     meta["align_template"] = meta.get("align_template") or default_template().round(4).tolist()
     meta["weights_dtype"] = "float16"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -172,11 +171,9 @@ def test_synthetic_long_tail_and_counts() -> None:
         build_dataset("synthetic", None, "train", class_counts=[1, 2])
 
 
-def test_synthetic_fast_and_varied() -> None:
+def test_synthetic_varied() -> None:
     ds = build_dataset("synthetic", None, "train", num_train=400)
-    start = time.perf_counter()
     images = np.stack([ds.load_image(i) for i in range(len(ds))]).astype(np.float32)
-    assert time.perf_counter() - start < 2.0  # 400 images; 2000 take ~1.3 s on one core
     # Not constant within a class (nuisance + noise), but class means differ.
     happy = images[ds.labels == ds.class_names.index("happiness")]
     sad = images[ds.labels == ds.class_names.index("sadness")]

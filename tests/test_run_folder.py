@@ -108,3 +108,26 @@ def test_bench_and_train_share_one_comparison() -> None:
     stored["data"]["root"] = "/b"
     assert config_changes(stored, cfg) == []  # bench: the root is where, not what
     assert config_changes(stored, cfg, ignore=()) == ["data.root: '/b' -> '/a'"]
+
+
+def test_method_defaults_are_recorded_and_a_changed_default_is_refused(tmp_path: Path) -> None:
+    """config.yaml stores every method parameter; if a constructor default later differs from
+    what the run used (here: a run recorded with forward_mode 'joint', today's default is
+    'separate'), resuming is refused instead of silently switching the computation."""
+    import yaml
+
+    run = tmp_path / "run"
+    _train(run, **{"method.name": "eac", "train.epochs": 1})
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    assert stored["method"]["params"] == {"lam": 5.0, "detach_head": True,
+                                          "forward_mode": "separate"}
+    stored["method"]["params"]["forward_mode"] = "joint"  # as recorded under an older default
+    (run / "config.yaml").write_text(yaml.safe_dump(stored))
+    with pytest.raises(RunFolderError, match="method.params.*joint.*separate"):
+        _train(run, **{"method.name": "eac", "train.epochs": 1})
+    # given as today's default explicitly, or left out: the same run
+    cfg = load_config(None, tiny_overrides(run, **{"method.name": "eac", "train.epochs": 1}))
+    given = {k: v for k, v in stored.items() if k != "provenance"}
+    assert config_changes({**given, "method": {"name": "eac", "params": {}}}, cfg) == []
+    assert config_changes({**given, "method": {"name": "eac", "params": {
+        "forward_mode": "separate"}}}, cfg) == []

@@ -39,7 +39,7 @@ from ferkit.engine.evaluate import evaluate as evaluate_loader
 from ferkit.engine.train import FitResult, fit
 from ferkit.evaluation import describe_data, evaluate_split  # noqa: F401  (API of eval, datasets)
 from ferkit.losses import check_class_counts
-from ferkit.methods import METHODS, check_method_params, create_method
+from ferkit.methods import METHODS, check_method_params, create_method, resolved_method_params
 from ferkit.metrics import markdown_report
 from ferkit.models import BACKBONES, build_classifier
 from ferkit.provenance import git_commit, hardware, provenance  # noqa: F401  (ferkit.api names)
@@ -149,6 +149,9 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
     check_config(cfg)
     if cfg.output_dir is None:
         cfg = dataclasses.replace(cfg, output_dir=default_output_dir(cfg.method.name))
+    # the run records every method parameter it ran with, defaults included
+    cfg = dataclasses.replace(cfg, method=dataclasses.replace(
+        cfg.method, params=resolved_method_params(cfg.method.name, cfg.method.params)))
     if not overwrite:
         check_run_folder(cfg)
     if cfg.train.num_threads:
@@ -190,10 +193,6 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
         "class_counts": train_set.class_counts.tolist(), "num_samples": len(train_set),
         "dataset": cfg.data.dataset, "val_source": splits.val_source, "config": to_dict(cfg),
     }
-    if cfg.data.dataset == "ferplus":  # the crops the packaged alignment template was measured on
-        from ferkit.inference.align import default_template
-
-        meta["align_template"] = default_template().tolist()
     log.info("train: %s", train_set.summary())
     log.info("val (%s): %s", splits.val_source, splits.val.summary())
     result = fit(method, train_loader, val_loader, optim_cfg=cfg.optim, train_cfg=cfg.train,

@@ -205,6 +205,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+# YAML 1.1 (PyYAML) reads exponent floats without a dot (1e-3, 5E+4) as strings; YAML 1.2 and
+# every user mean a float. One resolver, so recipes, --set values, method.params and
+# data.options all read them alike.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
+
+
 def load_yaml(text: str, source: str) -> Any:
     """Parse YAML text, refusing duplicate keys; errors name ``source`` and the line.
 

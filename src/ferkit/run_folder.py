@@ -75,9 +75,22 @@ def config_changes(stored: dict[str, Any], current: RunConfig,
     defaults = flatten(json.loads(json.dumps(to_dict(RunConfig()))))
     old = {**defaults, **flatten(json.loads(json.dumps(stored)))}
     new = flatten(json.loads(json.dumps(to_dict(current))))
+    # method parameters compare with the constructor's defaults filled in: a run stored with its
+    # resolved parameters (ferkit.api.train) is refused when a default changed since; older
+    # records, stored as given, can only be compared under today's defaults
+    for side in (old, new):
+        side["method.params"] = _resolved(side.get("method.name"), side.get("method.params"))
     return [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
             for k in sorted(set(old) | set(new))
             if k not in ignore and old.get(k) != new.get(k)]
+
+
+def _resolved(name: Any, params: Any) -> Any:
+    from ferkit.methods import resolved_method_params
+
+    if not isinstance(name, str) or not isinstance(params, (dict, type(None))):
+        return params
+    return json.loads(json.dumps(resolved_method_params(name, params)))
 
 
 def _last_meta(path: Path) -> dict[str, Any]:

@@ -72,7 +72,8 @@ def predict_files(
         answers = predictor.classify_faces(per_image, prior, tau)
         for (path, image), (_, crops), faces in zip(readable, per_image, answers):
             if cam_dir is not None and crops:
-                predictor.save_cam_overlays(crops, cam_dir, [f"{path.stem}_face{i}" for i in
+                stem = _free_name(Path(cam_dir), path, "_face1").name.removesuffix("_face1.png")
+                predictor.save_cam_overlays(crops, cam_dir, [f"{stem}_face{i}" for i in
                                                              range(1, len(crops) + 1)], mirror=cam_mirror)
             if annotate_dir is not None and faces:
                 annotate(image, faces).save(_free_name(Path(annotate_dir), path))
@@ -81,11 +82,12 @@ def predict_files(
         yield from sorted(results, key=lambda r: order[r.path])
 
 
-def _free_name(folder: Path, source: Path) -> Path:
+def _free_name(folder: Path, source: Path, suffix: str = "") -> Path:
+    """``folder/STEM{suffix}.png``, or ``STEM_N{suffix}.png`` when taken (two inputs named alike)."""
     folder.mkdir(parents=True, exist_ok=True)
-    target, count = folder / f"{source.stem}.png", 1
+    target, count = folder / f"{source.stem}{suffix}.png", 1
     while target.exists():
-        target, count = folder / f"{source.stem}_{count}.png", count + 1
+        target, count = folder / f"{source.stem}_{count}{suffix}.png", count + 1
     return target
 
 

@@ -8,7 +8,8 @@ from ferkit.methods.base import (
     check_method_params,
     create_method,
     method_params,
+    resolved_method_params,
 )
 
 __all__ = ["METHODS", "Method", "StepOutput", "check_method_params", "create_method",
-           "method_params"]
+           "method_params", "resolved_method_params"]

@@ -116,6 +116,15 @@ def check_method_params(name: str, params: dict[str, Any], constraints: bool = T
                         getattr(method, "param_constraints", {}) if constraints else {})
 
 
+def resolved_method_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """``params`` with every constructor default filled in (unknown methods: as given), so a
+    stored run records what it ran even if a default changes later (``ferkit.run_folder``)."""
+    if name not in METHODS:
+        return dict(params or {})
+    defaults = {k: p.default for k, p in signature_params(METHODS.get(name), RESERVED).items()}
+    return {**defaults, **(params or {})}
+
+
 def create_method(
     name: str, model: FERClassifier, class_counts: Sequence[int], num_samples: int,
     params: dict[str, Any] | None = None,
