@@ -1,11 +1,12 @@
 """Per-epoch curves of a benchmark setting: validation mean class accuracy, the rare classes'
-recall and training accuracy, one line per method (mean over the seeds run so far; each seed thin).
+recall and training accuracy, one line per method (mean over the finished seeds; each seed thin).
 
     python benchmarks/plot_curves.py OUT_DIR SETTING --classes fear disgust \
         --out docs/results/ferplus-cpu-long/plots/long-curves.png
 
 OUT_DIR is a `ferkit bench --out` folder (or a published docs/results/NAME folder: both hold
-runs/<setting>/<method>/seed<k>/metrics.jsonl). Unfinished runs are drawn as far as they got.
+runs/<setting>/<method>/seed<k>/metrics.jsonl). Only finished runs are drawn unless
+--unfinished is given.
 Needs matplotlib (`pip install -e ".[plot]"`).
 """
 
@@ -18,10 +19,14 @@ from pathlib import Path
 import numpy as np
 
 
-def read_curves(out_dir: Path, setting: str) -> dict[str, list[list[dict]]]:
-    """``{method label: [history of each seed]}`` from the runs' metrics.jsonl files."""
+def read_curves(out_dir: Path, setting: str, unfinished: bool = False
+                ) -> dict[str, list[list[dict]]]:
+    """``{method label: [history of each seed]}`` from the runs' metrics.jsonl files; only
+    finished runs (those with a results.json) unless ``unfinished``."""
     curves: dict[str, list[list[dict]]] = {}
     for metrics in sorted((out_dir / "runs" / setting).glob("*/seed*/metrics.jsonl")):
+        if not unfinished and not (metrics.parent / "results.json").is_file():
+            continue
         history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         if history:
             curves.setdefault(metrics.parent.parent.name, []).append(history)
@@ -72,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", nargs="*", default=["fear", "disgust"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default="")
+    parser.add_argument("--unfinished", action="store_true", help="also draw unfinished runs")
     args = parser.parse_args(argv)
-    curves = read_curves(args.out_dir, args.setting)
+    curves = read_curves(args.out_dir, args.setting, args.unfinished)
     if not curves:
         raise SystemExit(f"no metrics.jsonl under {args.out_dir}/runs/{args.setting}")
     panels = ["mean class accuracy", *args.classes, "train accuracy"]
