@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.conftest import tiny_overrides
 
+from ferkit import api, load_config
 from ferkit.cli import main as cli_main
 from ferkit.engine.checkpoint import CheckpointError
 from ferkit.inference import predictor as predictor_module
@@ -200,3 +202,22 @@ def test_cli_without_checkpoint_uses_the_packaged_model(
     monkeypatch.setattr(predictor_module, "pretrained_path", lambda: tmp_path / "absent.safetensors")
     code, _, err = run_cli(["predict", str(photos / "astronaut.png")], capsys)
     assert code == 2 and "the packaged model" in err and "absent.safetensors is missing" in err
+
+
+def test_attention_maps_refused_for_a_method_without_head_cams(tmp_path) -> None:
+    """RUL (and fan, built on it) classify through their own fc head: CAMs from model.head would
+    show nothing, so the predictor says so instead of drawing noise."""
+    from ferkit.methods import METHODS
+
+    # fan classifies through RUL's heads on its CBAM-refined map, so it inherits the flag
+    assert [n for n in METHODS.names() if not METHODS.get(n).head_cams] == ["fan", "rul"]
+    cfg = load_config(None, tiny_overrides(tmp_path / "rul", **{"method.name": "rul",
+                                                                "train.epochs": 1}))
+    api.train(cfg)
+    predictor = Predictor.from_checkpoint(Path(cfg.output_dir) / "last.safetensors",
+                                          warn_synthetic=False)
+    assert not predictor.has_cams
+    crop = np.zeros((32, 32, 3), dtype=np.uint8)
+    assert len(predictor.predict([crop])) == 1
+    with pytest.raises(ValueError, match="method 'rul' does not classify with the linear head"):
+        predictor.cams([crop])

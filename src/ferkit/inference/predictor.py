@@ -36,7 +36,7 @@ from ferkit.inference.faces import MTCNN, Face
 from ferkit.inference.images import downscale_for_detection, read_image, to_rgb_array
 from ferkit.inference.onnx_backend import OnnxNet
 from ferkit.inference.prior import Prior, adjust_logits
-from ferkit.methods import Method, create_method
+from ferkit.methods import METHODS, Method, create_method
 from ferkit.models import build_classifier
 
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -217,8 +217,22 @@ class Predictor:
         float32 on the CPU, on either backend."""
         return self.net.logits(batch)
 
+    @property
+    def has_cams(self) -> bool:
+        """Whether this model's class activation maps mean anything (``Method.head_cams``)."""
+        name = self.meta.get("method")
+        return name not in METHODS or METHODS.get(name).head_cams
+
     def cams_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        """Normalised float ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``."""
+        """Normalised float ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``.
+
+        Raises:
+            ValueError: the method classifies through another head than ``model.head``.
+        """
+        if not self.has_cams:
+            raise ValueError(f"method '{self.meta.get('method')}' does not classify with the "
+                             "linear head the attention maps are computed from, so its maps "
+                             "would show nothing; leave out --cam-dir for this checkpoint")
         return self.net.cams(batch)
 
     def logits(self, images: Sequence[ImageInput], prior: Prior = "train", tau: float = 1.0

@@ -112,9 +112,10 @@ class FacePage:
                 raise BadUpload(422, "no face found in the photo: use a photo where a face is "
                                 "clearly visible, frontal and at least ~40 pixels wide")
             faces = self.predictor.classify_faces([(found, crops)], prior)[0]
-            overlays = self.overlays(crops, [face["label"] for face in faces])
+            overlays = (self.overlays(crops, [face["label"] for face in faces])
+                        if self.predictor.has_cams else [None] * len(faces))
         for face, overlay in zip(faces, overlays):
-            face["attention"] = overlay
+            face["attention"] = overlay  # None: the model's maps would show nothing
         return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": faces,
                 "prior": prior, "backend": self.predictor.backend,
                 "elapsed_ms": round(1000 * (time.perf_counter() - start), 1)}

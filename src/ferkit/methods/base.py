@@ -63,6 +63,10 @@ class Method(nn.Module):
     # True when on_epoch_start reads num_epochs (its schedule depends on the total), so a resumed
     # run may not change train.epochs (ferkit.run_folder).
     schedule_uses_num_epochs = False
+    # True when the logits are the linear ``model.head`` over pooled features, so the class
+    # activation maps from that head show what drove each class (ferkit.cam); False for a method
+    # that classifies through another head, whose maps would show nothing (RUL).
+    head_cams = True
     param_constraints: ClassVar[dict[str, Constraint]] = {}
 
     def __init__(self, model: FERClassifier, class_counts: Sequence[int], num_samples: int) -> None:

@@ -133,6 +133,7 @@ class RelativeUncertaintyLearning(Method):
         fc_lr_mult: learning-rate multiplier of the final ``fc`` (10: 2e-3 vs 2e-4).
     """
 
+    head_cams = False  # it classifies with ``fc`` on the mixed features, not ``model.head``
     param_constraints: ClassVar[dict[str, Constraint]] = {
         "dropout": Range(0, 1, high_open=True),
         "embed_dim": Range(1),

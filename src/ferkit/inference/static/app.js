@@ -38,11 +38,15 @@ function drawBoxes(result) {
 function faceCard(face, i) {
   const card = element("div", "face-card");
   const left = element("div");
-  const overlay = element("img", "attention");
-  overlay.src = face.attention;
-  overlay.alt = `attention map of face ${i + 1} for ${face.label}`;
-  left.appendChild(overlay);
-  left.appendChild(element("div", "attention-caption", `where the model looked for "${face.label}"`));
+  if (face.attention) {
+    const overlay = element("img", "attention");
+    overlay.src = face.attention;
+    overlay.alt = `attention map of face ${i + 1} for ${face.label}`;
+    left.appendChild(overlay);
+    left.appendChild(element("div", "attention-caption", `where the model looked for "${face.label}"`));
+  } else {
+    left.appendChild(element("div", "attention-caption", "this model has no attention maps"));
+  }
   const bars = element("div", "bars");
   bars.appendChild(element("h2", "", `Face ${i + 1}: ${face.label}`));
   const sorted = Object.entries(face.probabilities).sort((a, b) => b[1] - a[1]);
