@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from ferkit.data import DATASETS
 from ferkit.inference.align import default_template
 from ferkit.inference.predictor import Predictor, pretrained_path
+from ferkit.metrics import accuracy, confusion_matrix, mean_class_accuracy
 
 DROP_META = ("history", "scheduler")
 SHIPPED_OUTPUT_DIR = "runs/ferplus_default_model"
@@ -54,10 +55,9 @@ def compare(fp32: Path, fp16: Path, root: str) -> dict[str, float]:
         predictor = Predictor.from_checkpoint(path, device="cpu")
         logits[name] = torch.cat([predictor.logits(images[i:i + 256])
                                   for i in range(0, len(images), 256)])
-        pred = logits[name].argmax(1).numpy()
-        recalls = [(pred[val.labels == k] == k).mean() for k in range(7)]
-        out[f"{name}_accuracy"] = float((pred == val.labels).mean())
-        out[f"{name}_mean_class_accuracy"] = float(sum(recalls) / 7)
+        confusion = confusion_matrix(logits[name].argmax(1), torch.as_tensor(val.labels), 7)
+        out[f"{name}_accuracy"] = accuracy(confusion)
+        out[f"{name}_mean_class_accuracy"] = mean_class_accuracy(confusion)
     out["equal_predictions"] = float((logits["fp32"].argmax(1) == logits["fp16"].argmax(1))
                                      .float().mean())
     out["max_logit_difference"] = float((logits["fp32"] - logits["fp16"]).abs().max())
