@@ -29,13 +29,15 @@ COUNTS = [5, 3, 2, 9, 4, 3, 10]
 TEMPLATE = [[0.34, 0.46], [0.66, 0.46], [0.5, 0.64], [0.37, 0.82], [0.63, 0.82]]
 
 
-def write_tiny_checkpoint(path: Path, channels: int = 1, seed: int = 0) -> Path:
+def write_tiny_checkpoint(path: Path, channels: int = 1, seed: int = 0, method_name: str = "ce",
+                          **params: object) -> Path:
     """A tiny_cnn checkpoint through the real checkpoint writer (untrained, seeded)."""
     torch.manual_seed(seed)
-    method = create_method("ce", build_classifier("tiny_cnn", 7, width=8), COUNTS, sum(COUNTS))
+    method = create_method(method_name, build_classifier("tiny_cnn", 7, width=8), COUNTS,
+                           sum(COUNTS), params)
     meta = {"class_names": NAMES, "num_classes": 7, "image_size": 32, "channels": channels,
             "mean": [0.5, 0.45, 0.4], "std": [0.25, 0.2, 0.22], "backbone": "tiny_cnn",
-            "backbone_options": {"width": 8}, "method": "ce", "method_params": {},
+            "backbone_options": {"width": 8}, "method": method_name, "method_params": params,
             "class_counts": COUNTS, "num_samples": sum(COUNTS), "dataset": "test-fixture",
             "align_template": TEMPLATE}
     return save_checkpoint(path, method, meta)
@@ -75,6 +77,23 @@ def test_metadata_makes_the_file_self_describing(tiny_export: tuple[Path, Path])
     for value in (*model.graph.input, *model.graph.output):
         assert value.type.tensor_type.shape.dim[0].dim_param, value.name
     assert [o.name for o in model.graph.output] == ["logits", "cams"]
+
+
+def test_methods_with_their_own_head_export_logits_only(tmp_path: Path) -> None:
+    """rul classifies through its own head: its file has no meaningless cams output, the ONNX
+    predictor refuses attention maps with the reason, and its logits still match torch's."""
+    ckpt = write_tiny_checkpoint(tmp_path / "rul.safetensors", method_name="rul",
+                                 feature_hw=4)  # tiny_cnn: stride 8 at 32 px
+    report = export_onnx(ckpt, tmp_path / "rul.onnx")
+    assert [o.name for o in onnx.load(str(report.path)).graph.output] == ["logits"]
+    onnx_pred = Predictor.from_onnx(report.path, threads=1)
+    torch_pred = Predictor.from_checkpoint(ckpt, device="cpu")
+    images = crops(3)
+    assert float((onnx_pred.logits(images) - torch_pred.logits(images)).abs().max()) < 1e-4
+    with pytest.raises(ValueError, match="own head"):
+        onnx_pred.net.cams(onnx_pred.normalise(onnx_pred.load(images)))
+    with pytest.raises(ValueError, match="does not classify with the linear head"):
+        onnx_pred.cams(images)
 
 
 @pytest.mark.parametrize("batch", [1, 5])

@@ -1,7 +1,8 @@
 """Export a checkpoint's classifier to one self-describing ONNX file, with a parity check.
 
-The graph maps normalised images ``[B, 3, S, S]`` (dynamic batch) to ``logits`` ``[B, K]`` and
-``cams`` ``[B, K, h, w]``; the metadata (see :mod:`ferkit.inference.onnx_backend`) makes the file
+The graph maps normalised images ``[B, 3, S, S]`` (dynamic batch) to ``logits`` ``[B, K]`` and,
+for methods that classify with the linear head (``Method.head_cams``), ``cams`` ``[B, K, h, w]``
+(RUL and fan classify through their own head, so their files have no ``cams`` output); the metadata (see :mod:`ferkit.inference.onnx_backend`) makes the file
 alone enough to predict. The exporter is torch's ``torch.export``-based one (``dynamo=True``, the
 default since torch 2.9; it needs onnxscript): the TorchScript exporter still works in torch 2.13
 but warns that it is deprecated and will be removed. The weights are stored inside the file (no
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from ferkit.cam import class_activation_maps
-from ferkit.inference.onnx_backend import INPUT_NAME, OUTPUT_NAMES, OnnxNet, metadata_props, require
+from ferkit.inference.onnx_backend import CAMS, INPUT_NAME, LOGITS, OnnxNet, metadata_props, require
 from ferkit.inference.predictor import Predictor, TorchNet
 from ferkit.methods.base import Method
 
@@ -57,19 +58,26 @@ class ExportReport:
 
 
 class _ExportNet(nn.Module):
-    """The graph that is exported: images -> (logits, cams)."""
+    """The graph that is exported: images -> (logits, cams), or logits alone for a method whose
+    class activation maps mean nothing (``head_cams`` False)."""
 
     def __init__(self, net: TorchNet) -> None:
         super().__init__()
         self.method = net.method
+        self.with_cams = type(net.method).head_cams
+        self.output_names = (LOGITS, CAMS) if self.with_cams else (LOGITS,)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         model = self.method.model
-        out = model(images)
-        cams = class_activation_maps(out.feature_map, model.head.weight)  # [B, K, h, w]
         if type(self.method).predict is Method.predict:  # the plain head: one backbone pass
-            return out.logits, cams
-        return self.method.predict(images), cams  # a method with its own test-time path
+            out = model(images)
+            logits, feature_map = out.logits, out.feature_map
+        else:  # a method with its own test-time path
+            logits = self.method.predict(images)
+            feature_map = model(images).feature_map if self.with_cams else None
+        if not self.with_cams:
+            return (logits,)
+        return logits, class_activation_maps(feature_map, model.head.weight)  # [B, K, h, w]
 
 
 def parity_crops(meta: dict[str, Any], count: int = PARITY_IMAGES) -> tuple[list[np.ndarray], str]:
@@ -116,8 +124,9 @@ def _to_onnx(net: TorchNet, image_size: int, path: Path, exporter: str) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
             torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[INPUT_NAME],
-                              output_names=list(OUTPUT_NAMES),
-                              dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *OUTPUT_NAMES)})
+                              output_names=list(module.output_names),
+                              dynamic_axes={name: {0: "batch"}
+                                            for name in (INPUT_NAME, *module.output_names)})
         return
     require("onnxscript", "ONNX export (torch's dynamo exporter)")
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -125,7 +134,7 @@ def _to_onnx(net: TorchNet, image_size: int, path: Path, exporter: str) -> None:
             _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx"):
         warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecation notes
         program = torch.onnx.export(
-            module, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            module, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(module.output_names),
             dynamic_shapes={"images": {0: batch}}, external_data=False, verbose=False)
     program.save(str(path), external_data=False)
 

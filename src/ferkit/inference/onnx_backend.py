@@ -1,8 +1,8 @@
 """The onnxruntime backend: run an exported classifier from its ONNX file alone.
 
 A file written by ``ferkit export`` has one input ``images`` (normalised float ``[B, 3, S, S]``,
-dynamic batch) and two outputs, ``logits`` ``[B, K]`` and ``cams`` ``[B, K, h, w]`` (class
-activation maps for the attention overlay). Everything preprocessing and the deployment prior need
+dynamic batch) and the outputs ``logits`` ``[B, K]`` and, for methods that classify with the linear
+head, ``cams`` ``[B, K, h, w]`` (class activation maps for the attention overlay). Everything preprocessing and the deployment prior need
 is in the model's ``metadata_props``: the full record as JSON under ``ferkit``, and the main fields
 one per key for people and other tools (``class_names``, ``mean``, ``std``, ``input_size``,
 ``colour_mode``, ``class_counts``, ``align_template``).
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("logits", "cams")
+LOGITS, CAMS = "logits", "cams"  # output names; CAMS only where Method.head_cams
 META_KEY = "ferkit"
 # Checkpoint metadata that travels into the ONNX file (what prediction needs, plus provenance).
 PORTABLE_KEYS = ("class_names", "num_classes", "image_size", "channels", "mean", "std",
@@ -98,8 +98,16 @@ class OnnxNet:
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised ``[B, 3, S, S]`` -> logits ``[B, K]`` (float32, CPU)."""
-        return self._run(batch, "logits")
+        return self._run(batch, LOGITS)
 
     def cams(self, batch: torch.Tensor) -> torch.Tensor:
-        """Normalised ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``."""
-        return self._run(batch, "cams")
+        """Normalised ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``.
+
+        Raises:
+            ValueError: the file has no ``cams`` output (exported from a method whose maps mean
+                nothing, such as rul or fan).
+        """
+        if CAMS not in {output.name for output in self.session.get_outputs()}:
+            raise ValueError(f"{self.path} has no '{CAMS}' output: its method classifies through "
+                             "its own head, so it has no attention maps")
+        return self._run(batch, CAMS)
