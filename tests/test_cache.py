@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -213,3 +214,74 @@ def test_dead_writers_temp_files_are_removed(tmp_path: Path, pngs: list[Path]) -
     cached_images(Files(pngs), 12, cache)
     assert all(not p.exists() for p in doomed) and all(p.exists() for p in kept)
     assert remove_dead_temp_files(tmp_path / "absent") == []
+
+
+def _memory_decode(pngs: list[Path]) -> np.ndarray:
+    return cached_images(Files(pngs), 12, None)
+
+
+def test_unusable_cache_folder_decodes_in_memory_with_a_warning(
+        tmp_path: Path, pngs: list[Path], caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    dataset = Files(pngs)
+    with caplog.at_level(logging.WARNING, logger="ferkit.data.cache"):
+        images = cached_images(dataset, 12, blocker / "cache")
+    np.testing.assert_array_equal(images, _memory_decode(pngs))
+    assert dataset.decodes == 8 and blocker.read_text().startswith("a file")
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert f"cannot write the decode cache in {blocker / 'cache'}" in message
+    assert "into memory" in message and "data.cache_dir" in message and "$FERKIT_CACHE" in message
+
+
+def test_full_disk_fails_before_decoding_and_leaves_nothing(
+        tmp_path: Path, pngs: list[Path], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's space is reserved up front: with no space left, nothing is decoded into a
+    half-written map (which would crash with SIGBUS) and no partial file stays behind."""
+    reserved = []
+
+    def no_space(fd: int, offset: int, length: int) -> None:
+        reserved.append(length)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space, raising=False)
+    dataset = Files(pngs)
+    with caplog.at_level(logging.WARNING, logger="ferkit.data.cache"):
+        images = cached_images(dataset, 12, tmp_path / "cache")
+    assert reserved == [HEADER_BYTES + 8 * 12 * 12]
+    assert dataset.decodes == 8  # decoded once, into memory
+    np.testing.assert_array_equal(images, _memory_decode(pngs))
+    assert list((tmp_path / "cache").iterdir()) == []
+    assert os.strerror(errno.ENOSPC) in caplog.records[0].getMessage()
+
+
+def test_read_only_folder_still_serves_its_valid_cache(
+        tmp_path: Path, pngs: list[Path], caplog: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "cache"
+    good = np.array(cached_images(Files(pngs), 12, cache))
+    cache.chmod(0o555)
+    try:
+        dataset = Files(pngs)
+        with caplog.at_level(logging.WARNING, logger="ferkit.data.cache"):
+            again = cached_images(dataset, 12, cache)
+    finally:
+        cache.chmod(0o755)
+    assert dataset.decodes == 0 and caplog.records == []
+    np.testing.assert_array_equal(again, good)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="root writes into read-only folders: the permission check never fires")
+def test_read_only_folder_without_a_cache_decodes_in_memory(
+        tmp_path: Path, pngs: list[Path], caplog: pytest.LogCaptureFixture) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o555)
+    try:
+        with caplog.at_level(logging.WARNING, logger="ferkit.data.cache"):
+            images = cached_images(Files(pngs), 12, cache)
+    finally:
+        cache.chmod(0o755)
+    np.testing.assert_array_equal(images, _memory_decode(pngs))
+    assert "Permission denied" in caplog.records[0].getMessage()

@@ -61,7 +61,11 @@ def remove_dead_temp_files(folder: Path | str) -> list[Path]:
         return []
     removed = []
     host = _host()
-    for path in folder.iterdir():
+    try:
+        entries = list(folder.iterdir())
+    except OSError:  # not listable: nothing this process could remove either
+        return []
+    for path in entries:
         match = TEMP_PATTERN.search(path.name)
         if match is None or not path.is_file():
             continue
@@ -72,6 +76,9 @@ def remove_dead_temp_files(folder: Path | str) -> list[Path]:
             size = path.stat().st_size
             path.unlink()
         except FileNotFoundError:  # another process cleaned it first
+            continue
+        except OSError as err:  # a read-only folder: leave it, reading is still possible
+            log.warning("cannot remove %s, left by writer %d that died: %s", path, pid, err)
             continue
         log.warning("removed %s (%d bytes), left by writer %d that died before finishing it",
                     path, size, pid)

@@ -13,7 +13,12 @@ A cache file can only serve the pixels it was built from:
   (empty, truncated, broken header, overwritten pixels, wrong shape) it logs a warning naming the
   file and the problem and rebuilds it.
 - It is built under a temporary name (:func:`ferkit.tempfiles.temp_path`) and renamed when
-  complete; temporary files of writers that died are removed on the next call.
+  complete; temporary files of writers that died are removed on the next call. Its disk space is
+  reserved before decoding starts (``posix_fallocate``), so a full disk fails at once instead of
+  crashing the process (SIGBUS) halfway through the memory map.
+- A folder that cannot be written (read-only, not a folder, disk full) is not an error: an existing
+  valid cache in it is still read; otherwise the images are decoded into memory for this process,
+  with a warning naming the folder and the settings that fix it.
 
 Cost, loaded machine (AMD EPYC, 2 cores shared with training runs): the fingerprint of FERPlus
 ``FER2013Train`` (28,558 files) takes 0.6-1.7 s; opening its 112 px cache (28,558 x 1 x 112 x 112 =
@@ -23,6 +28,8 @@ runs on every open (``python benchmarks/cache_cost.py``; docs/benchmarks/cache.m
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -50,6 +57,10 @@ _CHUNK = 64 << 20
 
 class CacheDamaged(Exception):
     """A cache file that cannot be used as it is; the message says what is wrong with it."""
+
+
+class CacheUnwritable(OSError):
+    """The cache folder or file cannot be written (permissions, not a folder, no space left)."""
 
 
 def default_cache_dir() -> Path:
@@ -140,12 +151,32 @@ def open_cache(path: Path, key: str, shape: tuple[int, ...]) -> np.memmap:
     return array
 
 
+def _allocate(path: Path, nbytes: int) -> None:
+    """Create ``path`` (and its folder) with ``nbytes`` of disk space reserved (a sparse file where
+    the file system cannot reserve), or raise :class:`CacheUnwritable`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.truncate(nbytes)
+            try:
+                reserve = os.posix_fallocate  # not on macOS / Windows: the file stays sparse
+            except AttributeError:
+                return
+            try:
+                reserve(handle.fileno(), 0, nbytes)
+            except OSError as err:
+                if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # unsupported: stays sparse
+                    raise
+    except OSError as err:
+        raise CacheUnwritable(err.errno, f"cannot write the decode cache in {path.parent}: "
+                              f"{err.strerror or err}") from err
+
+
 def _build(dataset: FERDataset, size: int, path: Path, key: str, workers: int) -> np.memmap:
     shape = (len(dataset), dataset.channels, size, size)
     tmp = temp_path(path)
     try:
-        with open(tmp, "wb") as handle:
-            handle.truncate(HEADER_BYTES + int(np.prod(shape)))
+        _allocate(tmp, HEADER_BYTES + int(np.prod(shape)))
         array = np.memmap(tmp, np.uint8, "r+", offset=HEADER_BYTES, shape=shape)
         _decode_into(dataset, size, array, workers, f"caching {dataset.name} at {size}px")
         array.flush()
@@ -160,7 +191,8 @@ def _build(dataset: FERDataset, size: int, path: Path, key: str, workers: int) -
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # absent, or in a folder that cannot be written
+            tmp.unlink()
     log.info("cached %d images of %s in %s", shape[0], dataset.name, path)
     return np.memmap(path, np.uint8, "r", offset=HEADER_BYTES, shape=shape)
 
@@ -177,18 +209,23 @@ def cached_images(
         workers: decoding threads.
     """
     shape = (len(dataset), dataset.channels, size, size)
-    if cache_dir is None or len(dataset) == 0:
-        array = np.empty(shape, np.uint8)
-        _decode_into(dataset, size, array, workers, f"decoding {dataset.name}")
-        return array
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    remove_dead_temp_files(cache_dir)
-    path, key = cache_path(dataset, size, cache_dir)
-    try:
-        return open_cache(path, key, shape)
-    except FileNotFoundError:
-        pass
-    except CacheDamaged as err:
-        log.warning("decode cache %s is unusable: %s; rebuilding it", path, err)
-    return _build(dataset, size, path, key, workers)
+    if cache_dir is not None and len(dataset) > 0:
+        cache_dir = Path(cache_dir)
+        path, key = cache_path(dataset, size, cache_dir)
+        remove_dead_temp_files(cache_dir)
+        try:
+            return open_cache(path, key, shape)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except (CacheDamaged, PermissionError) as err:
+            log.warning("decode cache %s is unusable: %s; rebuilding it", path, err)
+        try:
+            return _build(dataset, size, path, key, workers)
+        except CacheUnwritable as err:
+            log.warning("%s; decoding %s into memory for this run instead. Set data.cache_dir "
+                        "(or $FERKIT_CACHE) to a writable folder to decode only once, or "
+                        "data.cache_dir: memory to skip the cache without this warning",
+                        err.strerror, dataset.name)
+    array = np.empty(shape, np.uint8)
+    _decode_into(dataset, size, array, workers, f"decoding {dataset.name}")
+    return array
