@@ -25,7 +25,7 @@ from ferkit.methods import create_method
 from ferkit.models import build_classifier
 
 pytest.importorskip("starlette", reason='needs the [serve] extra: pip install "ferkit[serve]"')
-pytest.importorskip("httpx", reason="starlette's TestClient needs httpx (dev extra)")
+pytest.importorskip("httpx2", reason="starlette's TestClient needs httpx2 (dev extra)")
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image not installed (dev extra)")
 
 from starlette.testclient import TestClient  # noqa: E402
@@ -189,13 +189,13 @@ def live_url(predictor: Predictor) -> Iterator[str]:
 
 
 def test_concurrent_requests_on_a_live_server(live_url: str, astronaut: bytes) -> None:
-    import httpx
+    import httpx2
 
     coffee = png_bytes(skimage_data.coffee())
     bodies = [astronaut, b"not an image", astronaut, coffee, astronaut, astronaut]
 
-    def post(body: bytes) -> httpx.Response:
-        return httpx.post(f"{live_url}/api/predict", content=body, timeout=60)
+    def post(body: bytes) -> httpx2.Response:
+        return httpx2.post(f"{live_url}/api/predict", content=body, timeout=60)
 
     with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
         responses = list(pool.map(post, bodies))
