@@ -6,12 +6,8 @@ types, values out of range) and reported in one :class:`ConfigError`.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +15,18 @@ from typing import Any
 import yaml
 
 from ferkit.config_checks import CHOICES, RULES, validate  # noqa: F401 (re-exported)
+from ferkit.config_types import build_dataclass, to_dict  # noqa: F401 (re-exported)
+from ferkit.config_yaml import (  # noqa: F401 (re-exported)
+    ConfigError,
+    load_yaml,
+    parse_overrides,
+    read_yaml_file,
+)
 from ferkit.data.transforms import AugmentConfig
-from ferkit.registry import suggest
 from ferkit.tempfiles import temp_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class ConfigError(ValueError):
-    """One or more invalid configuration entries; the message lists all of them."""
 
 
 @dataclass
@@ -188,126 +186,6 @@ class RunConfig:
     seed: int = 0
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a mapping with a repeated key (PyYAML keeps the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}' (line {line}; first on line {seen[key]}): "
-                    "the first block would be dropped silently; merge them into one",
-                    key_node.start_mark)
-            seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
-# YAML 1.1 (PyYAML) reads exponent floats without a dot (1e-3, 5E+4) as strings; YAML 1.2 and
-# every user mean a float. One resolver, so recipes, --set values, method.params and
-# data.options all read them alike.
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"))
-
-
-def load_yaml(text: str, source: str) -> Any:
-    """Parse YAML text, refusing duplicate keys; errors name ``source`` and the line.
-
-    Raises:
-        ConfigError: not valid YAML, or a mapping repeats a key.
-    """
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as err:
-        detail = " ".join(str(err).split())
-        raise ConfigError(f"{source}: not valid YAML: {detail}") from err
-
-
-def _read_yaml_file(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not a text (UTF-8) YAML file: byte {err.start} is "
-                          f"{err.object[err.start:err.start + 1]!r}; give a recipe such as "
-                          "configs/quickstart.yaml") from err
-    return load_yaml(text, str(path))
-
-
-def _coerce_scalar(value: Any, hint: type, key: str, errors: list[str]) -> Any:
-    """A YAML scalar as ``hint`` (int, float, str, bool), or an error."""
-    if hint is float and isinstance(value, str):
-        try:  # YAML 1.1 reads 1e-3 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            errors.append(f"{key}: expected float, got {value!r}")
-            return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if hint is float and isinstance(value, float) and not math.isfinite(value):
-        errors.append(f"{key}: must be a finite number, got {value!r}")
-        return value
-    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, hint) or (hint in (int, float) and isinstance(value, bool)):
-        errors.append(f"{key}: expected {hint.__name__}, got {value!r}")
-    return value
-
-
-def _coerce(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
-    """Convert a YAML value to the annotated type, or record an error."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        hint = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            errors.append(f"{key}: expected a mapping, got {value!r}")
-            return hint()
-        return _build(hint, value, key + ".", errors)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            errors.append(f"{key}: expected a list of {len(args)} values, got {value!r}")
-            return value
-        return tuple(_coerce(v, a, key, errors) for v, a in zip(value, args))
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            errors.append(f"{key}: expected a mapping, got {value!r}")
-        return dict(value) if isinstance(value, dict) else {}
-    if hint is Any:
-        return value
-    return _coerce_scalar(value, hint, key, errors)
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str, errors: list[str]) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            errors.append(f"unknown config key '{prefix}{key}'.{suggest(str(key), names)} "
-                          f"Valid keys here: {', '.join(prefix + n for n in names)}")
-            continue
-        kwargs[key] = _coerce(value, hints[key], prefix + key, errors)
-    return cls(**kwargs)
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """A dataclass config as plain YAML-able data (tuples become lists)."""
-    def plain(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: plain(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        return x
-    return plain(dataclasses.asdict(cfg))
-
-
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
@@ -316,24 +194,6 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["train.epochs=40", "method.params.lam=2"]`` -> nested dict (values parsed as YAML)."""
-    nested: dict[str, Any] = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not key=value (e.g. train.epochs=40)")
-        key, raw = item.split("=", 1)
-        node = nested
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item}: '{part}' was also set to a value by another "
-                                  "--set; set either the mapping or its keys")
-        node[parts[-1]] = load_yaml(raw, f"--set {item}") if raw.strip() else None
-    return nested
 
 
 def _merge_params(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -397,7 +257,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        loaded = _read_yaml_file(path) or {}
+        loaded = read_yaml_file(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, got "
                               f"{type(loaded).__name__}")
@@ -405,7 +265,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     cli = parse_overrides(overrides or [])
     values = _merge_params(values, cli)
     errors: list[str] = []
-    cfg = _build(RunConfig, values, "", errors)
+    cfg = build_dataclass(RunConfig, values, "", errors)
     errors += validate(cfg)
     if registries:
         from ferkit.api import registry_errors  # the registries import torch and models
@@ -438,7 +298,7 @@ def config_from_dict(values: dict[str, Any]) -> RunConfig:
     """Rebuild a RunConfig from its dict form (e.g. checkpoint metadata)."""
     values = {k: v for k, v in values.items() if k != "provenance"}
     errors = []
-    cfg = _build(RunConfig, values, "", errors)
+    cfg = build_dataclass(RunConfig, values, "", errors)
     if errors:
         raise ConfigError("invalid stored configuration:\n  - " + "\n  - ".join(errors))
     return cfg

@@ -1,12 +1,12 @@
 """Export a checkpoint's classifier to one self-describing ONNX file, with a parity check.
 
-The graph maps normalised images ``[B, 3, S, S]`` (dynamic batch) to ``logits`` ``[B, K]`` and,
-for methods that classify with the linear head (``Method.head_cams``), ``cams`` ``[B, K, h, w]``
-(RUL and fan classify through their own head, so their files have no ``cams`` output); the metadata (see :mod:`ferkit.inference.onnx_backend`) makes the file
-alone enough to predict. The exporter is torch's ``torch.export``-based one (``dynamo=True``, the
-default since torch 2.9; it needs onnxscript): the TorchScript exporter still works in torch 2.13
-but warns that it is deprecated and will be removed. The weights are stored inside the file (no
-external data).
+The graph maps normalised images ``[B, 3, S, S]`` (dynamic batch) to ``logits`` ``[B, K]`` and, for
+methods that classify with the linear head (``Method.head_cams``), ``cams`` ``[B, K, h, w]`` (RUL
+and fan classify through their own head, so their files have no ``cams`` output); the metadata (see
+:mod:`ferkit.inference.onnx_backend`) makes the file alone enough to predict. The exporter is
+torch's ``torch.export``-based one (``dynamo=True``, the default since torch 2.9; it needs
+onnxscript): the TorchScript exporter still works in torch 2.13 but warns that it is deprecated and
+will be removed. The weights are stored inside the file (no external data).
 
 Before the file is written, onnxruntime and torch predict the same face crops (the checkpoint's
 validation images when its dataset is readable here, else generated faces) and the export fails

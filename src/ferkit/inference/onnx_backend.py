@@ -2,10 +2,11 @@
 
 A file written by ``ferkit export`` has one input ``images`` (normalised float ``[B, 3, S, S]``,
 dynamic batch) and the outputs ``logits`` ``[B, K]`` and, for methods that classify with the linear
-head, ``cams`` ``[B, K, h, w]`` (class activation maps for the attention overlay). Everything preprocessing and the deployment prior need
-is in the model's ``metadata_props``: the full record as JSON under ``ferkit``, and the main fields
-one per key for people and other tools (``class_names``, ``mean``, ``std``, ``input_size``,
-``colour_mode``, ``class_counts``, ``align_template``).
+head, ``cams`` ``[B, K, h, w]`` (class activation maps for the attention overlay). Everything
+preprocessing and the deployment prior need is in the model's ``metadata_props``: the full record
+as JSON under ``ferkit``, and the main fields one per key for people and other tools
+(``class_names``, ``mean``, ``std``, ``input_size``, ``colour_mode``, ``class_counts``,
+``align_template``).
 """
 
 from __future__ import annotations
