@@ -58,7 +58,11 @@ def test_checkpoint_resume_keeps_method_state(name: str, tmp_path: Path) -> None
                                                     "num_val: 24, num_test: 8}"})
     cfg = load_config(None, overrides)
     result = api.train(cfg)
-    assert np.isfinite(result.history[-1]["train"]["loss"])
+    train_logs = result.history[-1]["train"]
+    assert np.isfinite(train_logs["loss"])
+    # training accuracy only where the training logits score single images (not BBN, RUL, fan)
+    assert ("accuracy" in train_logs) == METHODS.get(name).per_image_train_logits
+    assert 0.0 <= train_logs.get("accuracy", 0.0) <= 1.0
     ckpt = load_checkpoint(Path(cfg.output_dir) / "last.safetensors")
     meta = ckpt.meta
     fresh = create_method(name, build_classifier("tiny_cnn", 7, width=8), meta["class_counts"],

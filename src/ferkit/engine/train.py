@@ -235,7 +235,8 @@ def fit(
             out = train_step(model, batch, optimizer, scaler, device, dtype, train_cfg.grad_clip)
             scheduler.step()
             logs = {"loss": out.loss.detach(), **out.logs}
-            if out.logits is not None and out.logits.shape[0] == batch["label"].shape[0]:
+            if (method.per_image_train_logits and out.logits is not None
+                    and out.logits.shape[0] == batch["label"].shape[0]):
                 # accuracy on the augmented training batch: how close training is to its ceiling
                 logs["accuracy"] = (out.logits.detach().argmax(1) == batch["label"]).float().mean()
             for key, value in logs.items():

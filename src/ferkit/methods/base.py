@@ -67,6 +67,11 @@ class Method(nn.Module):
     # activation maps from that head show what drove each class (ferkit.cam); False for a method
     # that classifies through another head, whose maps would show nothing (RUL).
     head_cams = True
+    # True when ``StepOutput.logits`` score each image of the batch against its own label, so
+    # the logged training accuracy means "fraction of training images fitted"; False for a method
+    # whose training logits mix two images' features (BBN's two streams, RUL's pairs), where an
+    # argmax-vs-label rate would be a different, incomparable number (not logged for them).
+    per_image_train_logits = True
     param_constraints: ClassVar[dict[str, Constraint]] = {}
 
     def __init__(self, model: FERClassifier, class_counts: Sequence[int], num_samples: int) -> None:

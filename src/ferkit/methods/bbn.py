@@ -113,6 +113,7 @@ class BilateralBranch(Method):
     """
 
     schedule_uses_num_epochs = True
+    per_image_train_logits = False  # each training logit row mixes a uniform and a reversed image
 
     def __init__(
         self, model: FERClassifier, class_counts: Sequence[int], num_samples: int,

@@ -134,6 +134,7 @@ class RelativeUncertaintyLearning(Method):
     """
 
     head_cams = False  # it classifies with ``fc`` on the mixed features, not ``model.head``
+    per_image_train_logits = False  # each training logit row mixes two images' features
     param_constraints: ClassVar[dict[str, Constraint]] = {
         "dropout": Range(0, 1, high_open=True),
         "embed_dim": Range(1),
