@@ -158,12 +158,10 @@ def _allocate(path: Path, nbytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as handle:
             handle.truncate(nbytes)
+            reserve = getattr(os, "posix_fallocate", None)  # not on macOS / Windows: stays sparse
             try:
-                reserve = os.posix_fallocate  # not on macOS / Windows: the file stays sparse
-            except AttributeError:
-                return
-            try:
-                reserve(handle.fileno(), 0, nbytes)
+                if reserve is not None:
+                    reserve(handle.fileno(), 0, nbytes)
             except OSError as err:
                 if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # unsupported: stays sparse
                     raise

@@ -92,6 +92,7 @@ class OnnxNet:
             raise ValueError(f"{self.path} is an ONNX model but not one written by ferkit export "
                              f"(no '{META_KEY}' metadata); export it with `ferkit export`")
         self.meta: dict[str, Any] = json.loads(props[META_KEY])
+        self.output_names = {output.name for output in self.session.get_outputs()}
 
     def _run(self, batch: torch.Tensor, output: str) -> torch.Tensor:
         feed = {INPUT_NAME: batch.detach().float().cpu().contiguous().numpy()}
@@ -108,7 +109,7 @@ class OnnxNet:
             ValueError: the file has no ``cams`` output (exported from a method whose maps mean
                 nothing, such as rul or fan).
         """
-        if CAMS not in {output.name for output in self.session.get_outputs()}:
+        if CAMS not in self.output_names:
             raise ValueError(f"{self.path} has no '{CAMS}' output: its method classifies through "
                              "its own head, so it has no attention maps")
         return self._run(batch, CAMS)
