@@ -2,15 +2,45 @@
 
 Public API: :func:`train`, :func:`evaluate`, :class:`Predictor`, :func:`load_config`, and the
 registries of datasets, backbones and methods.
+
+The names are resolved on first use (PEP 562), so ``import ferkit`` and ``ferkit --help`` do not
+import torch; ``from ferkit import Predictor`` works as before.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ferkit._version import __version__
-from ferkit.api import evaluate, train
-from ferkit.config import RunConfig, load_config
-from ferkit.data import DATASETS
-from ferkit.inference import Predictor
-from ferkit.methods import METHODS
-from ferkit.models import BACKBONES
+
+# public name -> the module that defines it
+_LAZY = {
+    "train": "ferkit.api", "evaluate": "ferkit.api",
+    "RunConfig": "ferkit.config", "load_config": "ferkit.config",
+    "DATASETS": "ferkit.data", "Predictor": "ferkit.inference",
+    "METHODS": "ferkit.methods", "BACKBONES": "ferkit.models",
+}
+
+if TYPE_CHECKING:
+    from ferkit.api import evaluate, train
+    from ferkit.config import RunConfig, load_config
+    from ferkit.data import DATASETS
+    from ferkit.inference import Predictor
+    from ferkit.methods import METHODS
+    from ferkit.models import BACKBONES
 
 __all__ = ["BACKBONES", "DATASETS", "METHODS", "Predictor", "RunConfig", "__version__",
            "evaluate", "load_config", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'ferkit' has no attribute '{name}'")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

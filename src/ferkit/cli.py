@@ -10,21 +10,30 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferkit._version import __version__
-from ferkit.config import ConfigError, DataConfig
-from ferkit.data.base import DatasetError
-from ferkit.engine.checkpoint import CheckpointError
-from ferkit.inference.faces import DetectorWeightsError
-from ferkit.inference.onnx_backend import OnnxUnavailable
-from ferkit.models.weights import WeightsError
-from ferkit.registry import UnknownNameError
+
+if TYPE_CHECKING:
+    from ferkit.config import DataConfig
 
 # Errors that are the user's to fix: one line (plus detail lines) and exit code 2; -v adds the
-# traceback. FloatingPointError is the NaN / inf loss stop.
-USER_ERRORS = (ConfigError, DatasetError, CheckpointError, UnknownNameError, WeightsError,
-               FileNotFoundError, FloatingPointError, ValueError, DetectorWeightsError,
-               OnnxUnavailable)
+# traceback. FloatingPointError is the NaN / inf loss stop. ferkit's own error types are named by
+# module so that start-up imports none of them (most modules import torch): an error class whose
+# module was never imported cannot have been raised.
+BUILTIN_USER_ERRORS = (FileNotFoundError, FloatingPointError, ValueError)
+FERKIT_USER_ERRORS = (
+    ("ferkit.config_yaml", "ConfigError"), ("ferkit.data.base", "DatasetError"),
+    ("ferkit.engine.checkpoint", "CheckpointError"), ("ferkit.registry", "UnknownNameError"),
+    ("ferkit.models.weights", "WeightsError"), ("ferkit.inference.faces", "DetectorWeightsError"),
+    ("ferkit.inference.onnx_backend", "OnnxUnavailable"))
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types shown as one line with exit code 2, among the modules imported so far."""
+    loaded = tuple(getattr(sys.modules[module], name) for module, name in FERKIT_USER_ERRORS
+                   if module in sys.modules)
+    return BUILTIN_USER_ERRORS + loaded
 
 
 class Terminated(KeyboardInterrupt):
@@ -304,7 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         return args.func(args)
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
         if args.verbose:
             traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,61 @@
+"""Start-up: the CLI's help and argument errors answer without importing torch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ferkit.cli import FERKIT_USER_ERRORS, user_errors
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+PROBE = """
+import runpy, sys
+sys.argv = {argv!r}
+try:
+    runpy.run_module("ferkit", run_name="__main__")
+except SystemExit as stop:
+    print("exit", stop.code, file=sys.stderr)
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def _modules_after(argv: list[str]) -> tuple[str, str]:
+    """Run ``python -m ferkit ARGV`` in a fresh interpreter; its stdout and stderr."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=["ferkit", *argv])], env=env,
+                          capture_output=True, text=True, timeout=60)
+    return done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["--version"]])
+def test_help_does_not_import_torch(argv: list[str]) -> None:
+    out, err = _modules_after(argv)
+    assert "exit 0" in err
+    assert out.rstrip().endswith("torch imported: False")
+
+
+def test_argument_error_does_not_import_torch() -> None:
+    out, err = _modules_after(["predict", "--batch-size", "x"])
+    assert "argument --batch-size: invalid int value: 'x'" in err and "exit 2" in err
+    assert out.rstrip().endswith("torch imported: False")
+
+
+def test_public_names_still_import() -> None:
+    import ferkit
+
+    assert ferkit.Predictor.__name__ == "Predictor" and callable(ferkit.train)
+    assert "BACKBONES" in dir(ferkit)
+    with pytest.raises(AttributeError, match="module 'ferkit' has no attribute 'nope'"):
+        ferkit.nope  # noqa: B018
+
+
+def test_user_errors_name_real_classes() -> None:
+    import importlib
+
+    for module, name in FERKIT_USER_ERRORS:
+        assert issubclass(getattr(importlib.import_module(module), name), Exception)
+    assert len(user_errors()) == 3 + len(FERKIT_USER_ERRORS)  # all imported now
