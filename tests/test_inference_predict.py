@@ -18,7 +18,7 @@ from ferkit import api, load_config
 from ferkit.cli import main as cli_main
 from ferkit.engine.checkpoint import CheckpointError
 from ferkit.inference import predictor as predictor_module
-from ferkit.inference.attention import LABEL, LEGEND, TILE, TITLE, shared_scale
+from ferkit.inference.attention import FRAME, LABEL, LEGEND, TILE, TITLE, shared_scale
 from ferkit.inference.faces import DetectorWeightsError
 from ferkit.inference.predictor import Predictor
 from ferkit.inference.prior import adjust_logits
@@ -82,7 +82,7 @@ def test_predict_photo(predictor: Predictor) -> None:
         pytest.skip(str(err))
     assert len(found) == 1
     face = found[0]
-    assert set(face) == {"box", "landmarks", "score", "label", "confidence", "probabilities"}
+    assert set(face) == {"face", "box", "landmarks", "score", "label", "confidence", "probabilities"}
     assert face["box"] == pytest.approx([178, 58, 268, 173], abs=3)
     assert np.asarray(face["landmarks"]).shape == (5, 2)
     assert face["label"] in predictor.class_names and sum(face["probabilities"].values()) == pytest.approx(1)
@@ -112,6 +112,12 @@ def test_attention_figures(predictor: Predictor, tmp_path: Path) -> None:
     paths = predictor.save_cam_overlays(crops(2), tmp_path / "single", ["a", "b"], mirror=True)
     assert [p.name for p in paths] == ["a.png", "b.png"]
     assert Image.open(paths[0]).size == (LABEL + 8 * TILE, 2 * (TILE + TITLE) + LEGEND)
+    # the predicted class's tile is framed in black (a white frame vanished on the white page)
+    best = predictor.predict(crops(2))[0]["label"]
+    left = LABEL + (1 + predictor.class_names.index(best)) * TILE
+    pixels = np.asarray(Image.open(paths[0]))
+    assert (pixels[TITLE:TITLE + TILE, left:left + FRAME] == 0).all()
+    assert (pixels[TITLE:TITLE + FRAME, left:left + TILE] == 0).all()
     grid = predictor.save_cam_overlays(crops(3), tmp_path / "grid", grid=True)
     assert len(grid) == 1 and Image.open(grid[0]).height == 3 * (TILE + TITLE + LEGEND + 14)
     # One colour scale for all maps: a map whose values are half the other's stays at half.

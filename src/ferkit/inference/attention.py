@@ -18,6 +18,7 @@ TILE = 112  # displayed tile side (pixels)
 TITLE = 16  # title band above each tile
 LABEL = 54  # row-label column
 LEGEND = 34
+FRAME = 4  # width of the frame around the predicted class's tile
 
 
 def heat(values: np.ndarray) -> np.ndarray:
@@ -50,7 +51,8 @@ def attention_figure(
     rows: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], class_names: Sequence[str]
 ) -> Image.Image:
     """One figure: per row (face ``[C, S, S]`` uint8, CAMs ``[K, h, w]``, probabilities ``[K]``)
-    the face then a tile per class; the predicted class of each row is framed in white.
+    the face then a tile per class; the predicted class of each row is framed in black (visible
+    on the white page and on any colour of the map).
 
     Returns:
         An RGB image with a legend explaining the shared colour scale.
@@ -69,7 +71,7 @@ def attention_figure(
         for k, name in enumerate(class_names):
             tile = (0.45 * face_rgb + 0.55 * heat(scaled[r, k])).clip(0, 1)
             if k == best:
-                tile[:3], tile[-3:], tile[:, :3], tile[:, -3:] = 1, 1, 1, 1
+                tile[:FRAME], tile[-FRAME:], tile[:, :FRAME], tile[:, -FRAME:] = 0, 0, 0, 0
             left = LABEL + (k + 1) * TILE
             canvas.paste(Image.fromarray((tile * 255).astype(np.uint8)), (left, top + TITLE))
             draw.text((left + 3, top + 2), f"{name} {100 * float(probs[k]):.0f}%",
@@ -87,7 +89,7 @@ def _legend(draw: ImageDraw.ImageDraw, top: int, width: int, font: ImageFont.Ima
     draw.text((LABEL + 100, top + 17), "high", fill="black", font=font)
     draw.text((LABEL + 130, top + 4), "class activation, one colour scale shared by all classes "
               "and rows of this face;", fill="black", font=font)
-    draw.text((LABEL + 130, top + 17), "white frame = predicted class; % = class probability",
+    draw.text((LABEL + 130, top + 17), "black frame = predicted class; % = class probability",
               fill="black", font=font)
 
 

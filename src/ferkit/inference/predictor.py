@@ -32,6 +32,7 @@ from ferkit.engine.checkpoint import (
 )
 from ferkit.engine.evaluate import preprocess, resolve_device
 from ferkit.inference.align import align_face, template_from_meta
+from ferkit.inference.face_layout import clip_box, reading_order
 from ferkit.inference.faces import MTCNN, Face
 from ferkit.inference.images import downscale_for_detection, read_image, to_rgb_array
 from ferkit.inference.onnx_backend import OnnxNet
@@ -256,13 +257,14 @@ class Predictor:
         return self.describe(self.logits(images, prior, tau).softmax(dim=1))
 
     def find_faces(self, image: np.ndarray) -> list[Face]:
-        """Faces in an RGB photo; detection runs on a copy at most ``detect_max_side`` px long and
+        """Faces in an RGB photo, in reading order (rows top to bottom, left to right), boxes
+        clipped to the image; detection runs on a copy at most ``detect_max_side`` px long and
         boxes/landmarks are mapped back to the photo's pixels."""
         small, factor = downscale_for_detection(image, self.detect_max_side)
-        found = self.detector.detect(small)
-        if factor == 1.0:
-            return found
-        return [Face(tuple(v * factor for v in f.box), f.landmarks * factor, f.score) for f in found]
+        height, width = image.shape[:2]
+        found = [Face(clip_box([v * factor for v in f.box], width, height), f.landmarks * factor,
+                      f.score) for f in self.detector.detect(small)]
+        return [found[i] for i in reading_order([f.box for f in found])]
 
     def face_crops(self, image: ImageInput, detect: bool = True) -> tuple[list[Face], list[np.ndarray]]:
         """Detected faces and their aligned crops ``[S, S, 3]``; without detection the whole
@@ -286,9 +288,9 @@ class Predictor:
         answers = iter(self.predict(crops, prior, tau)) if crops else iter(())
         results = []
         for found, _ in per_image:
-            results.append([{"box": [round(v, 2) for v in f.box],
+            results.append([{"face": number, "box": [round(v, 2) for v in f.box],
                              "landmarks": None if f.landmarks is None else f.landmarks.round(2).tolist(),
-                             "score": f.score, **next(answers)} for f in found])
+                             "score": f.score, **next(answers)} for number, f in enumerate(found, 1)])
         return results
 
     def predict_photo(self, image: ImageInput, detect: bool = True, prior: Prior = "train",

@@ -13,8 +13,10 @@ A Starlette app (optional extra ``[serve]``: starlette, uvicorn, python-multipar
 
 Bad uploads get a 4xx with ``{"error": message}``: 413 past the size cap (checked on the header
 and while reading, so a large upload is cut off early), 400 for what is not an image or a bad
-prior, 422 when no face is found. The model is loaded once; inference runs in the threadpool,
-one request at a time through a lock (one model, one core: queuing is the honest behaviour).
+prior. A photo without a face is a normal answer (200, ``"faces": []``); faces are numbered
+(``face``, from 1) in reading order, rows top to bottom and left to right. The model is loaded
+once; inference runs in the threadpool, one request at a time through a lock (one model, one
+core: queuing is the honest behaviour).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from PIL import Image
 from ferkit.cam import normalized_cams
 from ferkit.inference.predictor import Predictor
 
-STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "favicon.svg": "image/svg+xml"}
 OVERLAY_SIDE = 112  # pixels of the attention overlay image
 
 
@@ -108,12 +110,9 @@ class FacePage:
         prior = parse_prior(prior_text, len(self.predictor.class_names))
         with self.lock:
             found, crops = self.predictor.face_crops(image, detect)
-            if not found:
-                raise BadUpload(422, "no face found in the photo: use a photo where a face is "
-                                "clearly visible, frontal and at least ~40 pixels wide")
             faces = self.predictor.classify_faces([(found, crops)], prior)[0]
             overlays = (self.overlays(crops, [face["label"] for face in faces])
-                        if self.predictor.has_cams else [None] * len(faces))
+                        if self.predictor.has_cams and crops else [None] * len(faces))
         for face, overlay in zip(faces, overlays):
             face["attention"] = overlay  # None: the model's maps would show nothing
         return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": faces,
@@ -208,7 +207,11 @@ def create_app(predictor: Predictor, max_upload_bytes: int = 10_000_000) -> Any:
             return JSONResponse({"error": str(err)}, status_code=err.status)
         return JSONResponse(result)
 
-    routes = [Route("/", index), Route("/static/{name}", asset), Route("/api/info", info),
+    async def favicon(request: Request) -> Response:
+        return Response(static.joinpath("favicon.svg").read_text(), media_type="image/svg+xml")
+
+    routes = [Route("/", index), Route("/static/{name}", asset), Route("/favicon.ico", favicon),
+              Route("/api/info", info),
               Route("/api/predict", predict, methods=["POST"])]
     return Starlette(routes=routes)
 

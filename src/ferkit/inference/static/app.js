@@ -16,12 +16,25 @@ function element(tag, className, text) {
   return node;
 }
 
+const MANY = 4;  // above this many faces: numbers only on the photo, details folded
+const NO_FACE = "No face found in the photo. Try one where a face is clearly visible, " +
+  "roughly frontal and at least about 40 pixels wide.";
+
+function faceNumber(face, i) {
+  return face.face || i + 1;  // the server numbers faces in reading order
+}
+
+function percent(p) {
+  return `${(100 * p).toFixed(0)}%`;
+}
+
 function drawBoxes(result) {
   const frame = $("photo-frame");
   frame.querySelectorAll(".face-box").forEach((box) => box.remove());
   const img = $("photo");
   const sx = img.clientWidth / result.width;
   const sy = img.clientHeight / result.height;
+  const numbersOnly = result.faces.length > MANY;
   result.faces.forEach((face, i) => {
     const [x1, y1, x2, y2] = face.box;
     const box = element("div", "face-box");
@@ -29,26 +42,45 @@ function drawBoxes(result) {
     box.style.top = `${y1 * sy}px`;
     box.style.width = `${(x2 - x1) * sx}px`;
     box.style.height = `${(y2 - y1) * sy}px`;
-    const pct = (100 * face.confidence).toFixed(0);
-    box.appendChild(element("span", "face-label", `${i + 1}: ${face.label} ${pct}%`));
+    const n = faceNumber(face, i);
+    const text = numbersOnly ? `${n}` : `${n}: ${face.label} ${percent(face.confidence)}`;
+    const label = element("span", "face-label", text);
+    box.appendChild(label);
     frame.appendChild(box);
+    // keep every label on the photo: inside the box when there is no room above it, aligned to
+    // the box's right edge when it would run past the photo's right edge
+    if (y1 * sy < label.offsetHeight) box.classList.add("label-inside");
+    if (x1 * sx + label.offsetWidth > img.clientWidth) box.classList.add("label-right");
   });
 }
 
+function summaryRow(face, i) {
+  const row = element("tr");
+  const sorted = Object.entries(face.probabilities).sort((a, b) => b[1] - a[1]);
+  const second = sorted.length > 1 ? `${sorted[1][0]} ${percent(sorted[1][1])}` : "";
+  row.appendChild(element("td", "number", `${faceNumber(face, i)}`));
+  row.appendChild(element("td", "", face.label));
+  row.appendChild(element("td", "percent", percent(face.confidence)));
+  row.appendChild(element("td", "", second));
+  return row;
+}
+
 function faceCard(face, i) {
+  const n = faceNumber(face, i);
   const card = element("div", "face-card");
+  card.id = `face-${n}`;
   const left = element("div");
   if (face.attention) {
     const overlay = element("img", "attention");
     overlay.src = face.attention;
-    overlay.alt = `attention map of face ${i + 1} for ${face.label}`;
+    overlay.alt = `attention map of face ${n} for ${face.label}`;
     left.appendChild(overlay);
     left.appendChild(element("div", "attention-caption", `where the model looked for "${face.label}"`));
   } else {
     left.appendChild(element("div", "attention-caption", "this model has no attention maps"));
   }
   const bars = element("div", "bars");
-  bars.appendChild(element("h2", "", `Face ${i + 1}: ${face.label}`));
+  bars.appendChild(element("h2", "", `Face ${n}: ${face.label} (${percent(face.confidence)})`));
   const sorted = Object.entries(face.probabilities).sort((a, b) => b[1] - a[1]);
   sorted.forEach(([name, p]) => {
     const row = element("div", name === face.label ? "bar-row top" : "bar-row");
@@ -67,21 +99,33 @@ function faceCard(face, i) {
 }
 
 function showResult(result) {
-  const faces = $("faces");
-  faces.replaceChildren(...result.faces.map(faceCard));
+  const faces = result.faces;
+  $("faces").replaceChildren(...faces.map(faceCard));
+  $("summary").querySelector("tbody").replaceChildren(...faces.map(summaryRow));
+  $("summary").hidden = faces.length < 2;
+  $("face-details").hidden = faces.length === 0;
+  $("face-details").open = faces.length <= MANY;
+  $("legend").hidden = !faces.some((face) => face.attention);
   const img = $("photo");
   if (img.complete && img.naturalWidth) drawBoxes(result);
   else img.onload = () => drawBoxes(result);
   window.onresize = () => drawBoxes(result);
-  const n = result.faces.length;
-  setStatus(`${n} face${n === 1 ? "" : "s"} found (${result.backend}, ${result.elapsed_ms} ms).`);
+  const n = faces.length;
+  const timing = `(${result.backend}, ${result.elapsed_ms} ms)`;
+  setStatus(n === 0 ? `${NO_FACE} ${timing}` : `${n} face${n === 1 ? "" : "s"} found ${timing}.`);
   document.body.dataset.state = "done";
+}
+
+function showError(text) {
+  $("result").hidden = true;
+  setStatus(text, true);
+  document.body.dataset.state = "error";
 }
 
 async function send(photo) {
   lastPhoto = photo;
   document.body.dataset.state = "busy";
-  $("result").hidden = false;
+  $("result").hidden = true;  // shown again with the answer, never with a stale or broken photo
   $("photo").src = URL.createObjectURL(photo);
   $("faces").replaceChildren();
   $("photo-frame").querySelectorAll(".face-box").forEach((box) => box.remove());
@@ -94,21 +138,24 @@ async function send(photo) {
       headers: { "Content-Type": photo.type || "application/octet-stream" },
     });
   } catch (err) {
-    setStatus(`The ferkit server did not answer (${err}). Is "ferkit serve" still running?`, true);
-    document.body.dataset.state = "error";
+    showError(`The ferkit server did not answer (${err}). Is "ferkit serve" still running?`);
     return;
   }
   const body = await response.json().catch(() => ({ error: `server answered ${response.status}` }));
   if (!response.ok) {
-    setStatus(body.error || `server answered ${response.status}`, true);
-    document.body.dataset.state = "error";
+    showError(body.error || `server answered ${response.status}`);
     return;
   }
+  $("result").hidden = false;
   showResult(body);
 }
 
 function pick(files) {
   if (files && files.length) send(files[0]);
+}
+
+function openChooser() {
+  $("file-input").click();
 }
 
 async function startWebcam() {
@@ -139,7 +186,18 @@ async function loadInfo() {
 
 function init() {
   const zone = $("drop-zone");
-  $("file-input").addEventListener("change", (event) => pick(event.target.files));
+  const input = $("file-input");
+  input.addEventListener("change", (event) => {
+    pick(event.target.files);
+    input.value = "";  // choosing the same file again still sends it
+  });
+  zone.addEventListener("click", openChooser);
+  zone.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();  // Space would scroll the page
+      openChooser();
+    }
+  });
   zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (event) => {
