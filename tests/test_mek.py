@@ -159,7 +159,9 @@ def test_forward_calls_and_finite_step(preset: str, forward_mode: str,
     out = method({**_batch(), "image": images})
     assert calls == expected_calls
     assert out.logits.shape == (4, 7)
-    assert set(out.logs) == {"l_cls", "l_cons"}
+    assert set(out.logs) == {"l_cls", "l_cons", "cons_to_cls"}
+    assert out.logs["cons_to_cls"] == pytest.approx(
+        (method.lam * out.logs["l_cons"] / out.logs["l_cls"]).item())
     assert torch.isfinite(out.loss) and out.loss.dtype == torch.float32
     out.loss.backward()
     assert out.loss.item() == pytest.approx(

@@ -42,6 +42,7 @@ from ferkit.losses import check_class_counts
 from ferkit.methods import METHODS, check_method_params, create_method, resolved_method_params
 from ferkit.metrics import markdown_report
 from ferkit.models import BACKBONES, build_classifier
+from ferkit.models.backbones import feature_map_size, output_stride_error, resolved_output_stride
 from ferkit.provenance import git_commit, hardware, provenance  # noqa: F401  (ferkit.api names)
 from ferkit.registry import suggest
 from ferkit.run_folder import check_run_folder, clear_run_folder
@@ -100,6 +101,9 @@ def registry_errors(cfg: RunConfig) -> list[str]:
         errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
                       f"{suggest(str(cfg.model.backbone), BACKBONES.names())} "
                       f"Available: {', '.join(BACKBONES.names())}")
+    elif cfg.model.output_stride in (8, 16, 32):  # other values fail the range rule already
+        errors += [e for e in [output_stride_error(cfg.model.backbone, cfg.model.output_stride)]
+                   if e]
     errors += check_method_params(cfg.method.name, cfg.method.params)
     if (cfg.data.label_mode == "soft" and cfg.method.name in METHODS
             and not METHODS.get(cfg.method.name).uses_soft_labels):
@@ -175,7 +179,8 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
     train_set = splits.train
     torch.manual_seed(cfg.seed)  # initialisation depends on the run seed only
     model = build_classifier(cfg.model.backbone, train_set.num_classes, cfg.model.pretrained,
-                             cfg.model.drop_rate, **cfg.model.options)
+                             cfg.model.drop_rate, cfg.model.output_stride, **cfg.model.options)
+    output_stride = resolved_output_stride(cfg.model.backbone, cfg.model.output_stride)
     method = create_method(cfg.method.name, model, train_set.class_counts.tolist(),
                            len(train_set), cfg.method.params)
     soft = train_set.soft_labels if cfg.data.label_mode == "soft" else None
@@ -188,7 +193,9 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
         "class_names": list(train_set.class_names), "num_classes": train_set.num_classes,
         "image_size": cfg.data.image_size, "channels": train_set.channels,
         "mean": list(cfg.data.mean), "std": list(cfg.data.std), "backbone": cfg.model.backbone,
-        "backbone_options": cfg.model.options,
+        "backbone_options": cfg.model.options, "output_stride": output_stride,
+        "feature_map_size": feature_map_size(cfg.model.backbone, cfg.data.image_size,
+                                             output_stride),
         "method": cfg.method.name, "method_params": cfg.method.params,
         "class_counts": train_set.class_counts.tolist(), "num_samples": len(train_set),
         "dataset": cfg.data.dataset, "val_source": splits.val_source, "config": to_dict(cfg),

@@ -81,12 +81,19 @@ class ModelConfig:
         pretrained: None (random init), a weight file path, or a known source name
             ("imagenet": offline MobileNetV2 file when installed, else torchvision/timm online).
         drop_rate: dropout before the head.
+        output_stride: overall stride of the feature map, which sets the attention maps' size
+            (input / stride, rounded up). None: the backbone's own (32 for ResNet and
+            MobileNetV2: 4x4 maps at 112 px). 16 or 8 (ResNet, MobileNetV2) replace the last
+            strides by dilation, keeping the ImageNet weights: 7x7 maps at 112 px with 16, at
+            ~1.7x the training cost for MobileNetV2. Swin's map size is set by its patch size
+            and input size (it accepts only its own stride).
         options: extra backbone arguments (e.g. ``width_mult`` for MobileNetV2).
     """
 
     backbone: str = "mobilenet_v2"
     pretrained: str | None = None
     drop_rate: float = 0.0
+    output_stride: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -151,6 +158,12 @@ class TrainConfig:
         num_threads: torch CPU threads (None = torch's default).
         progress: show a progress bar.
         tensorboard: also log to TensorBoard when it is installed.
+        cam_diagnostics: at each validation, measure how far the attention maps are from
+            flip-equivariant on the first this many validation images (0 = off; methods whose
+            maps come from the classifier head only): ``cam_flip_mse``, the mean squared
+            difference between A(x) and flip(A(flip(x))) over every class map, and
+            ``cam_flip_rel``, that difference relative to the maps' mean square (0 = perfectly
+            consistent). Costs two forward passes of those images per validation.
     """
 
     epochs: int = 10
@@ -165,6 +178,7 @@ class TrainConfig:
     num_threads: int | None = None
     progress: bool = True
     tensorboard: bool = True
+    cam_diagnostics: int = 0
 
 
 @dataclass

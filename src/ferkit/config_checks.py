@@ -72,7 +72,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                                                       "> 0 or null (no clipping)"),
     "train.max_steps_per_epoch": _at_least(1, none_ok=True), "train.eval_every": _at_least(1),
     "train.steps": _at_least(1, none_ok=True),
-    "train.num_threads": _at_least(1, none_ok=True), "seed": _at_least(0),
+    "train.num_threads": _at_least(1, none_ok=True), "train.cam_diagnostics": _at_least(0),
+    "model.output_stride": ((lambda v: v is None or v in (8, 16, 32)), "8, 16, 32 or null"),
+    "seed": _at_least(0),
 }
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 

@@ -34,15 +34,24 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Callable[..., T]] = {}
+        self._info: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, **info: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Register a constructor under ``name``; ``info`` holds facts the entry declares about
+        itself (for a backbone: its supported output strides), read back with :meth:`info`."""
         def decorator(fn: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is already registered")
             self._entries[name] = fn
+            self._info[name] = dict(info)
             return fn
 
         return decorator
+
+    def info(self, name: str) -> dict[str, Any]:
+        """The facts registered with ``name`` (a copy; empty when it declared none)."""
+        self.get(name)  # an unknown name raises with the choices
+        return dict(self._info[name])
 
     def get(self, name: str) -> Callable[..., T]:
         if name not in self._entries:

@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from ferkit.cam import class_activation_maps
 from ferkit.data.loader import BatchLoader
 from ferkit.data.transforms import normalize, to_float
+from ferkit.losses.consistency import flip_x
 from ferkit.metrics import confusion_matrix, per_class_report
 
 
@@ -93,3 +95,45 @@ def evaluate(
     logits, labels = predict_logits(predict, loader, device, mean, std, dtype, channels_last)
     confusion = confusion_matrix(logits.argmax(dim=1), labels, len(class_names))
     return per_class_report(confusion, class_names)
+
+
+@torch.no_grad()
+def cam_flip_error(
+    model: torch.nn.Module,
+    loader: BatchLoader,
+    max_images: int,
+    device: torch.device,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+) -> dict[str, float]:
+    """How far a classifier's attention maps are from flip-equivariant on the first
+    ``max_images`` images of ``loader``: the quantity MEK's and EAC's consistency term trains.
+
+    With ``A(x)`` the CAMs ``[B, K, h, w]`` of every class (:func:`ferkit.cam.class_activation_maps`,
+    unweighted) and ``A~ = flip(A(flip(x)))``:
+
+    - ``cam_flip_mse``: ``mean (A - A~)^2`` over images, classes and cells;
+    - ``cam_flip_rel``: ``sum (A - A~)^2 / (sum (A^2 + A~^2) / 2)``, scale-free: 0 for maps that
+      mirror exactly with the face, 2 for unrelated maps of equal energy.
+
+    Args:
+        model: a :class:`~ferkit.models.FERClassifier` (``feature_map`` and ``head``), eval mode.
+    """
+    squared_diff = energy = 0.0
+    cells = seen = 0
+    for batch in loader:
+        if seen >= max_images:
+            break
+        images = preprocess(batch["image"][: max_images - seen], device, mean, std, channels_last)
+        with autocast(device, dtype):
+            maps = class_activation_maps(model(images).feature_map, model.head.weight).float()
+            aligned = flip_x(class_activation_maps(model(images.flip(-1)).feature_map,
+                                                   model.head.weight).float())
+        squared_diff += (maps - aligned).pow(2).sum().item()
+        energy += 0.5 * (maps.pow(2).sum() + aligned.pow(2).sum()).item()
+        cells += maps.numel()
+        seen += images.shape[0]
+    return {"cam_flip_mse": squared_diff / max(cells, 1),
+            "cam_flip_rel": squared_diff / max(energy, 1e-12)}

@@ -35,6 +35,7 @@ from ferkit.engine.distributed import DistInfo, barrier
 from ferkit.engine.evaluate import (
     amp_dtype,
     autocast,
+    cam_flip_error,
     evaluate,
     resolve_device,
 )
@@ -115,6 +116,7 @@ def _write_metrics(output_dir: Path, history: list[dict[str, Any]]) -> None:
         row = {"epoch": record["epoch"], "lr": record["lr"], "time_s": record["time_s"],
                "images_per_s": record["images_per_s"]}
         row.update({f"train_{k}": v for k, v in record["train"].items()})
+        row.update({f"val_{k}": v for k, v in record.get("diagnostics", {}).items()})
         for key, value in (record.get("val") or {}).items():
             if isinstance(value, float):
                 row[f"val_{key}"] = value
@@ -268,6 +270,10 @@ def fit(
                               channels_last)
             record["val"] = report
             record["selection_score"] = report[train_cfg.select_metric]
+            if train_cfg.cam_diagnostics and method.head_cams:
+                record["diagnostics"] = cam_flip_error(
+                    method.model, val_loader, train_cfg.cam_diagnostics, device, mean, std,
+                    dtype, channels_last)
         history.append(record)
         if dist.is_main:
             _save_epoch(method, optimizer, scheduler, meta, history, output_dir, best_score)
@@ -309,3 +315,5 @@ def _log_epoch(record: dict[str, Any], writer: Any) -> None:
         for key in ("accuracy", "mean_class_accuracy", "macro_f1"):
             if key in val:
                 writer.add_scalar(f"val/{key}", val[key], record["epoch"])
+        for key, value in record.get("diagnostics", {}).items():
+            writer.add_scalar(f"val/{key}", value, record["epoch"])

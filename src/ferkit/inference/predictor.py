@@ -152,6 +152,7 @@ class Predictor:
         if warn_synthetic:
             _warn_if_synthetic(meta, ckpt.path)
         model = build_classifier(meta["backbone"], meta["num_classes"],
+                                 output_stride=meta.get("output_stride"),
                                  **meta.get("backbone_options", {}))
         check_compatible(meta, meta["backbone"], model.num_classes, ckpt.path)
         method = create_method(meta["method"], model, meta["class_counts"], meta["num_samples"],

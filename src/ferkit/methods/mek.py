@@ -271,13 +271,15 @@ class MineExtraKnowledge(Method):
         return out
 
     def forward(self, batch: dict[str, Any]) -> StepOutput:
-        """One training step; logs ``l_cls`` and (with ``use_rac``) ``l_cons`` unweighted."""
+        """One training step; logs ``l_cls`` and (with ``use_rac``) ``l_cons`` unweighted, and
+        ``cons_to_cls = lam * l_cons / l_cls``: how much of the loss the consistency is."""
         terms = self.losses(batch)
         loss = terms["l_cls"]
         logs = {"l_cls": terms["l_cls"].detach()}
         if "l_cons" in terms:
             loss = loss + self.lam * terms["l_cons"]
             logs["l_cons"] = terms["l_cons"].detach()
+            logs["cons_to_cls"] = (self.lam * logs["l_cons"] / logs["l_cls"].clamp(min=1e-12))
         return StepOutput(loss, terms["logits"], logs)
 
     def extra_repr(self) -> str:

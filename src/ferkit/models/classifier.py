@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ferkit.models.backbones import BACKBONES
+from ferkit.models.backbones import BACKBONES, output_stride_error
 
 
 @dataclass
@@ -51,9 +51,18 @@ class FERClassifier(nn.Module):
 
 def build_classifier(
     backbone: str, num_classes: int, pretrained: str | None = None, drop_rate: float = 0.0,
-    **backbone_kwargs: object,
+    output_stride: int | None = None, **backbone_kwargs: object,
 ) -> FERClassifier:
-    """Create a registered backbone (optionally with weights) wrapped in a FERClassifier."""
+    """Create a registered backbone (optionally with weights) wrapped in a FERClassifier.
+
+    ``output_stride`` None or the backbone's native stride builds the published network; another
+    value (one of its registered ``output_strides``) is passed to the backbone's constructor.
+    """
+    error = output_stride_error(backbone, output_stride)
+    if error:
+        raise ValueError(error)
+    if output_stride not in (None, BACKBONES.info(backbone).get("native_stride")):
+        backbone_kwargs["output_stride"] = output_stride
     net = BACKBONES.create(backbone, **backbone_kwargs)
     if pretrained:
         from ferkit.models.weights import load_pretrained

@@ -4,6 +4,11 @@ Parameter names follow torchvision (``features.0`` .. ``features.18``; inside an
 ``conv.0.0`` / ``conv.0.1`` ...), so torchvision's ``mobilenet_v2-b0353104.pth`` loads with
 ``strict=True`` once its ``classifier.1`` head is dropped. There is no ``classifier``: pooling and
 the head live in :class:`ferkit.models.classifier.FERClassifier`.
+
+``output_stride`` 16 or 8 replaces the stride of the last one or two downsampling blocks by
+dilation of the depthwise convolutions that follow (as DeepLabV3 does), so a 112x112 face gives a
+7x7 (or 14x14) feature map instead of 4x4; no parameter changes shape, so the ImageNet file loads
+unchanged. Stride 32 builds exactly the standard network.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ _INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
     (6, 320, 1, 1),
 )
 _LAST_STAGE_START = 14  # features index of the first block with stride 32 (c=160)
+OUTPUT_STRIDES = (8, 16, 32)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -39,12 +45,12 @@ class ConvBNReLU(nn.Sequential):
 
     def __init__(
         self, in_planes: int, out_planes: int, kernel_size: int = 3, stride: int = 1,
-        groups: int = 1,
+        groups: int = 1, dilation: int = 1,
     ) -> None:
-        padding = (kernel_size - 1) // 2
+        padding = (kernel_size - 1) // 2 * dilation
         super().__init__(
-            nn.Conv2d(in_planes, out_planes, kernel_size, stride, padding, groups=groups,
-                      bias=False),
+            nn.Conv2d(in_planes, out_planes, kernel_size, stride, padding, dilation=dilation,
+                      groups=groups, bias=False),
             nn.BatchNorm2d(out_planes),
             nn.ReLU6(inplace=True),
         )
@@ -53,7 +59,8 @@ class ConvBNReLU(nn.Sequential):
 class InvertedResidual(nn.Module):
     """Expand (1x1) -> depthwise (3x3) -> linear project (1x1), residual when shapes match."""
 
-    def __init__(self, in_planes: int, out_planes: int, stride: int, expand_ratio: int) -> None:
+    def __init__(self, in_planes: int, out_planes: int, stride: int, expand_ratio: int,
+                 dilation: int = 1) -> None:
         super().__init__()
         hidden_dim = int(round(in_planes * expand_ratio))
         self.use_res_connect = stride == 1 and in_planes == out_planes
@@ -61,7 +68,8 @@ class InvertedResidual(nn.Module):
         if expand_ratio != 1:
             layers.append(ConvBNReLU(in_planes, hidden_dim, kernel_size=1))
         layers += [
-            ConvBNReLU(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim),
+            ConvBNReLU(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim,
+                       dilation=dilation),
             nn.Conv2d(hidden_dim, out_planes, 1, bias=False),
             nn.BatchNorm2d(out_planes),
         ]
@@ -78,23 +86,37 @@ class MobileNetV2(nn.Module):
     Args:
         width_mult: channel multiplier (1.0 is the ImageNet model with released weights).
         in_chans: input channels.
+        output_stride: overall stride of the feature map, 32 (standard), 16 or 8; below 32 the
+            blocks that would go past it keep stride 1 and the later depthwise convolutions are
+            dilated instead.
 
     Shapes:
-        input ``[B, 3, H, W]`` -> output ``[B, num_features, H/32, W/32]`` (7x7 at 224, 4x4 at 112).
+        input ``[B, 3, H, W]`` -> output ``[B, num_features, H/s, W/s]`` for output stride ``s``
+        (rounded up: 4x4 at 112 with s=32, 7x7 at 112 with s=16 or at 224 with s=32).
     """
 
-    def __init__(self, width_mult: float = 1.0, in_chans: int = 3) -> None:
+    def __init__(self, width_mult: float = 1.0, in_chans: int = 3,
+                 output_stride: int = 32) -> None:
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
         in_planes = make_divisible(32 * width_mult)
         self.num_features: int = make_divisible(1280 * max(1.0, width_mult))
+        self.output_stride = output_stride
         features: list[nn.Module] = [ConvBNReLU(in_chans, in_planes, stride=2)]
+        current_stride, dilation = 2, 1
         for expand_ratio, channels, repeats, first_stride in _INVERTED_RESIDUAL_SETTING:
             out_planes = make_divisible(channels * width_mult)
+            block_dilation = dilation  # the first block of a stage keeps the previous dilation
+            if first_stride == 2 and current_stride >= output_stride:
+                first_stride, dilation = 1, dilation * 2
+            current_stride *= first_stride
             for i in range(repeats):
-                stride = first_stride if i == 0 else 1
-                features.append(InvertedResidual(in_planes, out_planes, stride, expand_ratio))
+                stride, block_dilation = (first_stride, block_dilation) if i == 0 else (1, dilation)
+                features.append(InvertedResidual(in_planes, out_planes, stride, expand_ratio,
+                                                 block_dilation))
                 in_planes = out_planes
         features.append(ConvBNReLU(in_planes, self.num_features, kernel_size=1))
         self.features = nn.Sequential(*features)
@@ -114,14 +136,16 @@ class MobileNetV2(nn.Module):
         return self.features[_LAST_STAGE_START:]
 
     def forward_trunk(self, images: torch.Tensor) -> torch.Tensor:
-        """Everything before :attr:`last_stage`: ``[B, 3, H, W]`` -> ``[B, C, H/16, W/16]``."""
+        """Everything before :attr:`last_stage`: ``[B, 3, H, W]`` -> ``[B, C, H/16, W/16]``
+        (``H/8`` at output stride 8)."""
         return self.features[:_LAST_STAGE_START](images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.features(images)  # [B, C, H/32, W/32]
+        return self.features(images)  # [B, C, H/s, W/s]
 
 
-@BACKBONES.register("mobilenet_v2")
-def mobilenet_v2(*, width_mult: float = 1.0, in_chans: int = 3) -> MobileNetV2:
+@BACKBONES.register("mobilenet_v2", native_stride=32, output_strides=OUTPUT_STRIDES)
+def mobilenet_v2(*, width_mult: float = 1.0, in_chans: int = 3,
+                 output_stride: int = 32) -> MobileNetV2:
     """MobileNetV2 trunk, ``num_features`` 1280 (for ``width_mult <= 1``)."""
-    return MobileNetV2(width_mult=width_mult, in_chans=in_chans)
+    return MobileNetV2(width_mult=width_mult, in_chans=in_chans, output_stride=output_stride)

@@ -13,6 +13,10 @@ Two registered variants:
   Mine-Extra-Knowledge authors released. Its ``patch_embed.proj`` is 2x2, so 224-pretrained
   patch-4 files do not fit that one tensor (the loader reports the shape mismatch).
 
+Neither takes an ``output_stride``: the map size is set by the patch size and the input size
+(``img_size / (8 * patch)``: overall stride 32 for ``swin_t``, 16 for ``swin_t_112``), so
+``model.output_stride`` accepts only that native stride for them.
+
 The window masks are precomputed for ``img_size``; other sizes work when every stage's token grid
 is a multiple of the window (7) or at most the window (then one unshifted window covers the stage,
 as in the original code); otherwise the constructor raises naming sizes that work.
@@ -294,7 +298,7 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-@BACKBONES.register("swin_t")
+@BACKBONES.register("swin_t", native_stride=32, output_strides=(32,))
 def swin_t(*, img_size: int = 224, drop_path_rate: float = 0.1, in_chans: int = 3
            ) -> SwinTransformer:
     """Swin-T, patch 4, window 7 (timm ``swin_tiny_patch4_window7_224``); 7x7x768 at 224."""
@@ -302,7 +306,7 @@ def swin_t(*, img_size: int = 224, drop_path_rate: float = 0.1, in_chans: int = 
                            in_chans=in_chans)
 
 
-@BACKBONES.register("swin_t_112")
+@BACKBONES.register("swin_t_112", native_stride=16, output_strides=(16,))
 def swin_t_112(*, img_size: int = 112, drop_path_rate: float = 0.1, in_chans: int = 3
                ) -> SwinTransformer:
     """Swin-T with patch 2 for 112x112 faces (the MEK authors' variant); 7x7x768 at 112."""

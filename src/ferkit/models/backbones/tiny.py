@@ -38,6 +38,6 @@ class TinyCNN(nn.Module):
         return self.last_stage(self.forward_trunk(x))  # [B, C, h, w]
 
 
-@BACKBONES.register("tiny_cnn")
+@BACKBONES.register("tiny_cnn", native_stride=8, output_strides=(8,))
 def tiny_cnn(width: int = 16) -> TinyCNN:
     return TinyCNN(width)
