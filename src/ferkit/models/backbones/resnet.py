@@ -18,7 +18,6 @@ from torch import nn
 
 from ferkit.models.backbones import BACKBONES
 
-
 OUTPUT_STRIDES = (8, 16, 32)
 
 
