@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ferkit.config import RunConfig, load_config
+from ferkit.checks import load_config
+from ferkit.config import RunConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -18,8 +18,9 @@ from ferkit import api
 from ferkit.bench import ProtocolError, find_protocol, load_protocol, run_protocol, train_command
 from ferkit.bench.protocol import parse_protocol
 from ferkit.bench.runner import BenchError, acquire_lock, lock_holder, release_lock
+from ferkit.checks import load_config
 from ferkit.cli import main
-from ferkit.config import ConfigError, RunConfig, load_config, to_dict
+from ferkit.config import ConfigError, RunConfig, to_dict
 
 TINY_BASE = {
     "data": {"dataset": "synthetic", "image_size": 32, "batch_size": 16, "cache_dir": "memory",

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ferkit.api import check_config
-from ferkit.config import ConfigError, RunConfig, config_from_dict, load_config, to_dict
+from ferkit.checks import check_config, load_config
+from ferkit.config import ConfigError, RunConfig, config_from_dict, to_dict
 
 
 def test_defaults_recipe_then_overrides(tmp_path: Path) -> None:

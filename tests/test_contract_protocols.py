@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ferkit.api import check_config
 from ferkit.bench import load_protocol
+from ferkit.checks import check_config
 
 PROTOCOLS = sorted((Path(__file__).resolve().parents[1] / "configs" / "bench").glob("*.yaml"))
 

@@ -25,7 +25,8 @@ from PIL import Image
 from tests.conftest import SHARED_DATA
 
 import ferkit.api
-from ferkit.config import ConfigError, load_config
+from ferkit.checks import load_config
+from ferkit.config import ConfigError
 from ferkit.data.labels import CANONICAL_7, FERPLUS_COLUMNS
 from ferkit.data.synthetic import SyntheticFaces
 

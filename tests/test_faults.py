@@ -33,7 +33,7 @@ from tests.conftest import tiny_overrides
 import ferkit.api
 import ferkit.engine.checkpoint
 import ferkit.engine.train
-from ferkit.config import load_config
+from ferkit.checks import load_config
 from ferkit.data.cache import cached_images
 from ferkit.data.synthetic import SyntheticFaces
 from ferkit.engine.checkpoint import load_checkpoint

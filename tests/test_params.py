@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ferkit import api
-from ferkit.api import check_config
-from ferkit.config import ConfigError, load_config
+from ferkit.checks import check_config, load_config
+from ferkit.config import ConfigError
 from ferkit.methods import METHODS, check_method_params, create_method
 from ferkit.models import build_classifier
 from ferkit.params import Range, matches, signature_params, type_name

@@ -10,8 +10,9 @@ from tests.conftest import tiny_overrides
 
 from ferkit import api
 from ferkit.bench import runner
+from ferkit.checks import load_config
 from ferkit.cli import main as cli_main
-from ferkit.config import load_config, to_dict
+from ferkit.config import to_dict
 from ferkit.run_folder import RunFolderError, config_changes
 
 

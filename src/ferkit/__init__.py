@@ -17,14 +17,15 @@ from ferkit._version import __version__
 # public name -> the module that defines it
 _LAZY = {
     "train": "ferkit.api", "evaluate": "ferkit.api",
-    "RunConfig": "ferkit.config", "load_config": "ferkit.config",
+    "RunConfig": "ferkit.config", "load_config": "ferkit.checks",
     "DATASETS": "ferkit.data", "Predictor": "ferkit.inference",
     "METHODS": "ferkit.methods", "BACKBONES": "ferkit.models",
 }
 
 if TYPE_CHECKING:
     from ferkit.api import evaluate, train
-    from ferkit.config import RunConfig, load_config
+    from ferkit.checks import load_config
+    from ferkit.config import RunConfig
     from ferkit.data import DATASETS
     from ferkit.inference import Predictor
     from ferkit.methods import METHODS

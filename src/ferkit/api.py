@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ferkit.checks import check_config, registry_errors  # noqa: F401  (ferkit.api names)
 from ferkit.config import (
     ConfigError,
     DataConfig,
@@ -18,33 +19,29 @@ from ferkit.config import (
     default_output_dir,
     save_config,
     to_dict,
-    validate,
 )
 from ferkit.data import (
     DatasetError,
     FERDataset,
     SplitNotAvailable,
-    data_config_errors,
     dataset_from_config,
     dataset_options,  # noqa: F401  (ferkit.api name)
 )
-from ferkit.data.cache import cached_images, default_cache_dir
+from ferkit.data.cache import cached_images, resolve_cache_dir
 from ferkit.data.imbalance import imbalanced_subset
 from ferkit.data.loader import BatchLoader, shuffle_sampler
 from ferkit.data.splits import stratified_holdout
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.engine.distributed import DistInfo, barrier, init_distributed
-from ferkit.engine.evaluate import amp_dtype, resolve_device
-from ferkit.engine.evaluate import evaluate as evaluate_loader
+from ferkit.engine.evaluate import resolve_device
 from ferkit.engine.train import FitResult, fit
-from ferkit.evaluation import describe_data, evaluate_split  # noqa: F401  (API of eval, datasets)
+from ferkit.evaluation import describe_data, evaluate, evaluate_split  # noqa: F401  (API names)
 from ferkit.losses import check_class_counts
-from ferkit.methods import METHODS, check_method_params, create_method, resolved_method_params
+from ferkit.methods import create_method, resolved_method_params
 from ferkit.metrics import markdown_report
-from ferkit.models import BACKBONES, build_classifier
-from ferkit.models.backbones import feature_map_size, output_stride_error, resolved_output_stride
+from ferkit.models import build_classifier
+from ferkit.models.backbones import feature_map_size, resolved_output_stride
 from ferkit.provenance import git_commit, hardware, provenance  # noqa: F401  (ferkit.api names)
-from ferkit.registry import suggest
 from ferkit.run_folder import check_run_folder, clear_run_folder
 from ferkit.tempfiles import remove_dead_temp_files
 
@@ -90,49 +87,8 @@ def build_splits(cfg: DataConfig) -> Splits:
     return Splits(train, val, test, val_source)
 
 
-def registry_errors(cfg: RunConfig) -> list[str]:
-    """Names checked against the registries: dataset (with its options and label mode),
-    backbone, method and its parameters; one line each."""
-    if not all(isinstance(v, str) for v in (cfg.data.dataset, cfg.model.backbone,
-                                             cfg.method.name)):
-        return []  # a name of the wrong type is reported by the loader
-    errors = data_config_errors(cfg.data)
-    if cfg.model.backbone not in BACKBONES:
-        errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
-                      f"{suggest(str(cfg.model.backbone), BACKBONES.names())} "
-                      f"Available: {', '.join(BACKBONES.names())}")
-    elif cfg.model.output_stride in (8, 16, 32):  # other values fail the range rule already
-        errors += [e for e in [output_stride_error(cfg.model.backbone, cfg.model.output_stride)]
-                   if e]
-    errors += check_method_params(cfg.method.name, cfg.method.params)
-    if (cfg.data.label_mode == "soft" and cfg.method.name in METHODS
-            and not METHODS.get(cfg.method.name).uses_soft_labels):
-        users = [n for n in METHODS.names() if METHODS.get(n).uses_soft_labels]
-        errors.append(f"data.label_mode: 'soft' needs a method that trains on vote "
-                      f"distributions; method '{cfg.method.name}' uses hard labels only. Use "
-                      f"method.name={' or '.join(users)}, or data.label_mode=majority")
-    return errors
-
-
-def check_config(cfg: RunConfig) -> None:
-    """Every value and registry check of a built config, all errors at once.
-
-    Raises:
-        ConfigError: listing every problem.
-    """
-    errors = validate(cfg) + registry_errors(cfg)
-    if errors:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
-
-
-def _cache_dir(cfg: DataConfig) -> Path | None:
-    if cfg.cache_dir == "memory":
-        return None
-    return Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
-
-
 def _loader(dataset: FERDataset, cfg: DataConfig, dist: DistInfo, **kwargs: Any) -> BatchLoader:
-    images = cached_images(dataset, cfg.image_size, _cache_dir(cfg))
+    images = cached_images(dataset, cfg.image_size, resolve_cache_dir(cfg.cache_dir))
     return BatchLoader(images, dataset.labels, rank=dist.rank, world_size=dist.world_size,
                        **kwargs)
 
@@ -174,7 +130,7 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
         save_config(cfg, output_dir / "config.yaml", provenance())
         if dist.enabled:  # rank 0 decodes the disk caches first, the others then map them
             for split in (splits.train, splits.val):
-                cached_images(split, cfg.data.image_size, _cache_dir(cfg.data))
+                cached_images(split, cfg.data.image_size, resolve_cache_dir(cfg.data.cache_dir))
     barrier(dist)
     train_set = splits.train
     torch.manual_seed(cfg.seed)  # initialisation depends on the run seed only
@@ -241,24 +197,3 @@ def write_results(result: FitResult, splits: Splits, cfg: RunConfig) -> dict[str
     atomic_write_text(output_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(output_dir / "report.md", "\n".join(markdown))
     return summary
-
-
-def evaluate(
-    checkpoint: str | Path, dataset: FERDataset, data_cfg: DataConfig | None = None,
-    device: str = "auto", batch_size: int = 256,
-) -> dict[str, Any]:
-    """Evaluate a checkpoint on a dataset: overall / mean class / per-class accuracy, macro-F1 and
-    the confusion matrix."""
-    from ferkit.inference import Predictor
-
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, warn_synthetic=False)
-    if tuple(dataset.class_names) != tuple(predictor.class_names):
-        raise DatasetError(f"dataset classes {list(dataset.class_names)} differ from the "
-                           f"checkpoint's {list(predictor.class_names)}; set num_classes to "
-                           f"{len(predictor.class_names)}")
-    cache = _cache_dir(data_cfg) if data_cfg else default_cache_dir()
-    images = cached_images(dataset, predictor.image_size, cache)
-    loader = BatchLoader(images, dataset.labels, batch_size)
-    return evaluate_loader(predictor.method.predict, loader, predictor.class_names,
-                           predictor.device, predictor.mean, predictor.std,
-                           amp_dtype(predictor.device, "auto"))

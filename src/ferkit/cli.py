@@ -51,7 +51,7 @@ def _interrupted(output_dir: str) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from ferkit.api import train
-    from ferkit.config import load_config
+    from ferkit.checks import load_config
 
     overrides = list(args.set or [])
     if args.output_dir:
@@ -78,7 +78,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _data_config(args: argparse.Namespace, shortcuts: dict[str, str]) -> DataConfig:
     """``--config`` + ``--set`` + shortcut flags (``--dataset`` -> ``data.dataset``) -> DataConfig."""
-    from ferkit.config import load_config
+    from ferkit.checks import load_config
 
     overrides = list(args.set or [])
     overrides += [f"{key}={getattr(args, flag)}" for flag, key in shortcuts.items()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,54 @@ from ferkit.config_yaml import (  # noqa: F401 (re-exported)
     parse_overrides,
     read_yaml_file,
 )
-from ferkit.data.transforms import AugmentConfig
 from ferkit.tempfiles import temp_path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation. Defaults: a light FER recipe (resized crop, flip, erasing).
+
+    Attributes:
+        crop: "resized" (random resized crop), "pad" (crop with padding), or "none".
+        crop_scale: area range of the random resized crop.
+        crop_ratio: aspect ratio range of the random resized crop.
+        pad_fraction: padding for "pad" crops, as a fraction of the image side.
+        flip: probability of a horizontal flip.
+        erasing: probability of random erasing (one box per image).
+        erasing_scale: area range of the erased box.
+        erasing_fill: what erased pixels become: "zero" (0 before normalisation: torchvision
+            RandomErasing's default value on a [0, 1] image), "mean" (the normalisation mean, i.e.
+            0 after Normalize: EAC's code erases after Normalize) or "random" (per-pixel
+            ``mean + std * N(0, 1)``, i.e. standard normal after Normalize: torchvision's
+            ``value="random"``, as the official MEK code).
+        noise: probability of additive Gaussian noise.
+        noise_std: its standard deviation (on the [0, 1] scale).
+        brightness, contrast, saturation: colour jitter strength (0 = off); factors drawn
+            from [1 - s, 1 + s] per image (saturation blends with the image's grayscale).
+        randaugment_ops: RandAugment operations per image (0 = off; the MEK authors' recipe: 2).
+        randaugment_magnitude: their strength, on a scale of ``randaugment_bins`` steps.
+        randaugment_bins: the magnitude scale (torchvision's convention: 31).
+    """
+
+    crop: str = "resized"
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    crop_ratio: tuple[float, float] = (0.9, 1.1)
+    pad_fraction: float = 0.125
+    flip: float = 0.5
+    erasing: float = 0.25
+    erasing_scale: tuple[float, float] = (0.02, 0.25)
+    erasing_fill: str = "zero"
+    noise: float = 0.0
+    noise_std: float = 0.05
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    randaugment_ops: int = 0
+    randaugment_magnitude: int = 9
+    randaugment_bins: int = 31
 
 
 @dataclass
@@ -251,15 +295,16 @@ def default_output_dir(method: str, recipe: str | Path | None = None) -> str:
     return f"runs/{Path(recipe).stem if recipe else 'default'}/{method}"
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                registries: bool = True) -> RunConfig:
+def resolve_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                   checks: Callable[[RunConfig], list[str]] | None = None) -> RunConfig:
     """Resolve a run config: defaults, then the YAML recipe at ``path``, then ``overrides``.
 
-    ``output_dir`` left unset becomes :func:`default_output_dir` of the recipe and method.
+    ``output_dir`` left unset becomes :func:`default_output_dir` of the recipe and method. The
+    names of datasets, backbones and methods are not known here: :func:`ferkit.checks.load_config`
+    passes their check as ``checks``.
 
     Args:
-        registries: also check names against the registries (dataset, backbone, method and its
-            parameters), in the same report.
+        checks: more checks of the built config, one error line each, reported with the others.
 
     Raises:
         ConfigError: listing every unknown key (with suggestions) and invalid value, each with
@@ -281,10 +326,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     errors: list[str] = []
     cfg = build_dataclass(RunConfig, values, "", errors)
     errors += validate(cfg)
-    if registries:
-        from ferkit.api import registry_errors  # the registries import torch and models
-
-        errors += registry_errors(cfg)
+    if checks is not None:
+        errors += checks(cfg)
     if errors:
         lines = [_attribute(e, _leaves(cli), _leaves(loaded if path else {}), path)
                  for e in errors]

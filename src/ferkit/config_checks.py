@@ -1,6 +1,6 @@
 """Allowed values of every setting: named choices and numeric ranges, checked all at once.
 
-:func:`validate` needs no registries (``ferkit.api.registry_errors`` checks names against them).
+:func:`validate` needs no registries (``ferkit.checks.registry_errors`` checks names against them).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _get(cfg: Any, key: str) -> Any:
 
 
 def validate(cfg: RunConfig) -> list[str]:
-    """Value checks that do not need the registries (those are in ``api.registry_errors``)."""
+    """Value checks that do not need the registries (those are in ``ferkit.checks.registry_errors``)."""
     errors = []
     for key, allowed in CHOICES.items():
         value = _get(cfg, key)

@@ -11,9 +11,20 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.config import ConfigError, DataConfig
-from ferkit.data import data_config_errors, dataset_from_config, dataset_options
+from ferkit.data import (
+    DatasetError,
+    FERDataset,
+    data_config_errors,
+    dataset_from_config,
+    dataset_options,
+)
+from ferkit.data.cache import cached_images, resolve_cache_dir
 from ferkit.data.check import describe
+from ferkit.data.loader import BatchLoader
 from ferkit.engine.checkpoint import atomic_write_text
+from ferkit.engine.evaluate import amp_dtype
+from ferkit.engine.evaluate import evaluate as evaluate_loader
+from ferkit.inference import Predictor
 from ferkit.metrics import markdown_report
 
 
@@ -39,6 +50,25 @@ def check_data_config(data: DataConfig) -> None:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
 
 
+def evaluate(
+    checkpoint: str | Path, dataset: FERDataset, data_cfg: DataConfig | None = None,
+    device: str = "auto", batch_size: int = 256,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a dataset: overall / mean class / per-class accuracy, macro-F1 and
+    the confusion matrix."""
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, warn_synthetic=False)
+    if tuple(dataset.class_names) != tuple(predictor.class_names):
+        raise DatasetError(f"dataset classes {list(dataset.class_names)} differ from the "
+                           f"checkpoint's {list(predictor.class_names)}; set num_classes to "
+                           f"{len(predictor.class_names)}")
+    cache = resolve_cache_dir(data_cfg.cache_dir if data_cfg else None)
+    images = cached_images(dataset, predictor.image_size, cache)
+    loader = BatchLoader(images, dataset.labels, batch_size)
+    return evaluate_loader(predictor.method.predict, loader, predictor.class_names,
+                           predictor.device, predictor.mean, predictor.std,
+                           amp_dtype(predictor.device, "auto"))
+
+
 def evaluate_split(
     checkpoint: str | Path, data: DataConfig, split: str = "test", out_dir: str | Path | None = None,
     device: str = "auto",
@@ -50,8 +80,6 @@ def evaluate_split(
         ConfigError: unknown dataset or options; DatasetError: the split cannot be read;
         CheckpointError: the checkpoint is missing or unreadable.
     """
-    from ferkit.api import evaluate  # ferkit.api imports this module
-
     check_data_config(data)
     dataset = dataset_from_config(data, split)
     report = evaluate(checkpoint, dataset, data_cfg=data, device=device,
@@ -73,4 +101,4 @@ def describe_data(data: DataConfig) -> str:
                     imbalance_factor=data.imbalance_factor, **dataset_options(data))
 
 
-__all__ = ["EvalResult", "check_data_config", "describe_data", "evaluate_split"]
+__all__ = ["EvalResult", "check_data_config", "describe_data", "evaluate", "evaluate_split"]

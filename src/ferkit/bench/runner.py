@@ -42,10 +42,12 @@ from typing import Any
 
 import yaml
 
+from ferkit import api  # api.train looked up at call time, so tests can replace it
 from ferkit.bench import placeholders
 from ferkit.bench.protocol import Protocol, bench_dirs, find_protocol, load_protocol
 from ferkit.bench.records import Attempt, PlannedRun, RunRecord
 from ferkit.bench.report import write_report
+from ferkit.checks import check_config
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.run_folder import RUN_ONLY_KEYS, config_changes, flatten
@@ -164,8 +166,6 @@ def plan_runs(protocol: Protocol, out_dir: Path, root: str | None = None,
     ``interrupted`` (Ctrl-C), ``started`` (no checkpoint yet: killed early, or running in a
     process without a lock), ``pending`` or ``changed`` (stored config differs; see ``changes``).
     """
-    from ferkit.api import check_config  # registries: dataset, backbone, method parameters
-
     planned = []
     for spec in protocol.runs():
         run_dir = out_dir / "runs" / spec.id
@@ -217,8 +217,6 @@ def execute_run(run: PlannedRun, bench_command: str) -> RunRecord:
     Errors are caught and recorded (status ``failed``); KeyboardInterrupt is recorded as
     ``interrupted`` and re-raised.
     """
-    from ferkit import api  # looked up at call time so tests can replace api.train
-
     spec, cfg = run.spec, run.config
     attempts = list(run.record.attempts) if run.record else []
     killed = _killed_attempt(run)

@@ -68,6 +68,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("FERKIT_CACHE", Path.home() / ".cache" / "ferkit"))
 
 
+def resolve_cache_dir(setting: str | None) -> Path | None:
+    """The folder ``data.cache_dir`` names: None = :func:`default_cache_dir`, ``"memory"`` = no
+    disk cache (returns None), else that path."""
+    if setting == "memory":
+        return None
+    return Path(setting) if setting else default_cache_dir()
+
+
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     """Resize ``[H, W, C]`` uint8 to ``[size, size, C]`` (bilinear; a no-op at the right size)."""
     if image.shape[0] == size and image.shape[1] == size:

@@ -9,56 +9,12 @@ explicit ``torch.Generator`` so an epoch is reproducible from its seed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ferkit.config import AugmentConfig  # defined in the config layer; importable from here too
 from ferkit.data.randaugment import apply_op, rand_augment
-
-
-@dataclass
-class AugmentConfig:
-    """Training augmentation. Defaults: a light FER recipe (resized crop, flip, erasing).
-
-    Attributes:
-        crop: "resized" (random resized crop), "pad" (crop with padding), or "none".
-        crop_scale: area range of the random resized crop.
-        crop_ratio: aspect ratio range of the random resized crop.
-        pad_fraction: padding for "pad" crops, as a fraction of the image side.
-        flip: probability of a horizontal flip.
-        erasing: probability of random erasing (one box per image).
-        erasing_scale: area range of the erased box.
-        erasing_fill: what erased pixels become: "zero" (0 before normalisation: torchvision
-            RandomErasing's default value on a [0, 1] image), "mean" (the normalisation mean, i.e.
-            0 after Normalize: EAC's code erases after Normalize) or "random" (per-pixel
-            ``mean + std * N(0, 1)``, i.e. standard normal after Normalize: torchvision's
-            ``value="random"``, as the official MEK code).
-        noise: probability of additive Gaussian noise.
-        noise_std: its standard deviation (on the [0, 1] scale).
-        brightness, contrast, saturation: colour jitter strength (0 = off); factors drawn
-            from [1 - s, 1 + s] per image (saturation blends with the image's grayscale).
-        randaugment_ops: RandAugment operations per image (0 = off; the MEK authors' recipe: 2).
-        randaugment_magnitude: their strength, on a scale of ``randaugment_bins`` steps.
-        randaugment_bins: the magnitude scale (torchvision's convention: 31).
-    """
-
-    crop: str = "resized"
-    crop_scale: tuple[float, float] = (0.8, 1.0)
-    crop_ratio: tuple[float, float] = (0.9, 1.1)
-    pad_fraction: float = 0.125
-    flip: float = 0.5
-    erasing: float = 0.25
-    erasing_scale: tuple[float, float] = (0.02, 0.25)
-    erasing_fill: str = "zero"
-    noise: float = 0.0
-    noise_std: float = 0.05
-    brightness: float = 0.0
-    contrast: float = 0.0
-    saturation: float = 0.0
-    randaugment_ops: int = 0
-    randaugment_magnitude: int = 9
-    randaugment_bins: int = 31
 
 
 def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:

@@ -22,9 +22,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from ferkit.config import OptimConfig, TrainConfig
+from ferkit.config import AugmentConfig, OptimConfig, TrainConfig
 from ferkit.data.loader import BatchLoader
-from ferkit.data.transforms import AugmentConfig, augment_batch, normalize, to_float
+from ferkit.data.transforms import augment_batch, normalize, to_float
 from ferkit.engine.checkpoint import (
     atomic_write_text,
     load_checkpoint,
