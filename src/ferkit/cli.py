@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,8 @@ FERKIT_USER_ERRORS = (
     ("ferkit.config_yaml", "ConfigError"), ("ferkit.data.base", "DatasetError"),
     ("ferkit.engine.checkpoint", "CheckpointError"), ("ferkit.registry", "UnknownNameError"),
     ("ferkit.models.weights", "WeightsError"), ("ferkit.inference.faces", "DetectorWeightsError"),
-    ("ferkit.inference.onnx_backend", "OnnxUnavailable"))
+    ("ferkit.inference.onnx_backend", "OnnxUnavailable"), ("ferkit.inference.video", "VideoUnavailable"),
+    ("ferkit.inference.video", "VideoReadError"))
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -99,23 +101,30 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from ferkit.inference import Predictor
-    from ferkit.inference.files import predict_files, write_results
+    from ferkit.inference.files import write_results
     from ferkit.inference.prior import parse_prior
+    from ferkit.inference.video_files import predict_media, predict_webcam, video_options
 
     images, checkpoint = list(args.images), args.checkpoint
     if checkpoint is None and images and images[0].endswith((".safetensors", ".onnx")):
         checkpoint = images.pop(0)  # the earlier form: ferkit predict CHECKPOINT IMAGE...
-    if not images:
-        raise ValueError("ferkit predict needs at least one image, folder or glob pattern")
-    prior = parse_prior(args.prior)
+    if not images and args.webcam is None:
+        raise ValueError("ferkit predict needs at least one image, video, folder or glob pattern "
+                         "(or --webcam)")
+    prior, video = parse_prior(args.prior), video_options(args)
     options = {"device": args.device, "backend": args.backend, "threads": args.threads}
     predictor = (Predictor.from_checkpoint(checkpoint, **options) if checkpoint
                  else Predictor.from_pretrained(**options))
     predictor.batch_size = args.batch_size
-    results = predict_files(predictor, images, detect=not args.no_detect, prior=prior, tau=args.tau,
-                            batch_size=args.batch_size, annotate_dir=args.annotate,
-                            cam_dir=args.cam_dir, cam_mirror=args.cam_mirror)
-    read, failed = write_results(results, predictor.class_names, "jsonl" if args.json else args.format)
+    common = {"detect": not args.no_detect, "prior": prior, "tau": args.tau,
+              "annotate_dir": args.annotate}
+    with open(args.summary, "w") if args.summary else nullcontext() as summary_file:
+        results = (predict_webcam(predictor, args.webcam, video, summary_file=summary_file, **common)
+                   if args.webcam is not None else
+                   predict_media(predictor, images, video, batch_size=args.batch_size,
+                                 cam_dir=args.cam_dir, cam_mirror=args.cam_mirror,
+                                 summary_file=summary_file, **common))
+        read, failed = write_results(results, predictor.class_names, "jsonl" if args.json else args.format)
     if read == 0:
         print(f"error: no image could be read ({failed} unreadable input(s))", file=sys.stderr)
         return 1
@@ -191,6 +200,25 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-classes", help="shortcut for --set data.num_classes=...")
 
 
+def add_video_flags(p: argparse.ArgumentParser) -> None:
+    """``ferkit predict``'s options for videos and the webcam (docs/video.md)."""
+    g = p.add_argument_group("videos (pip install \"ferkit[video]\"; see docs/video.md)")
+    rate = g.add_mutually_exclusive_group()
+    rate.add_argument("--every", type=int, default=1, metavar="N", help="process every N-th frame")
+    rate.add_argument("--fps", type=float, metavar="RATE", help="process about RATE frames per second")
+    g.add_argument("--start", type=float, default=0.0, metavar="SEC", help="start at SEC seconds")
+    g.add_argument("--end", type=float, metavar="SEC", help="stop after SEC seconds")
+    g.add_argument("--no-track", action="store_true", help="no track ids (faces not linked across frames)")
+    g.add_argument("--smooth", metavar="ema:A|window:N", help="smooth each track's probabilities "
+                   "over time: exponential with weight A on the newest frame, or the mean of the last "
+                   "N frames (default: off)")
+    g.add_argument("--track-gap", type=float, default=1.0, metavar="SEC",
+                   help="seconds a face may go undetected and keep its track id (default 1)")
+    g.add_argument("--summary", metavar="FILE", help="also write the per-track summaries here (JSON lines)")
+    g.add_argument("--webcam", type=int, nargs="?", const=0, metavar="INDEX",
+                   help="read camera INDEX (default 0) live until Ctrl+C instead of files")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition "
                                      "on imbalanced data.")
@@ -223,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Detect faces (MTCNN), align each to the training-crop geometry and classify "
         "it. Exit status: 0 when at least one image was read (images without a face included), 1 "
         "when no input could be read, 2 for a usage or checkpoint error.")
-    p.add_argument("images", nargs="+", help="image files, folders and glob patterns")
+    p.add_argument("images", nargs="*", help="image and video files, folders and glob patterns")
     p.add_argument("-c", "--checkpoint", help="a ferkit checkpoint (default: the packaged model)")
     p.add_argument("--format", default="table", choices=("table", "jsonl", "csv"),
                    help="output: a readable table (default), JSON lines or CSV (with landmarks)")
@@ -234,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class prior to assume at deployment (post-hoc logit adjustment; "
                    "default train = the model as trained)")
     p.add_argument("--tau", type=float, default=1.0, help="strength of the prior adjustment")
-    p.add_argument("--annotate", metavar="DIR", help="write a copy of each photo with boxes and labels")
+    p.add_argument("--annotate", metavar="DIR", help="write a copy of each photo (and an MP4 of each "
+                   "video) with boxes and labels")
     p.add_argument("--cam-dir", help="also save attention maps of every face here")
     p.add_argument("--cam-mirror", action="store_true",
                    help="attention maps with the mirrored face as a second row (the paper's Figure 4)")
@@ -245,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: onnxruntime on a .onnx file from `ferkit export` (a checkpoint is "
                    "exported on the fly); needs pip install \"ferkit[onnx]\"")
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    add_video_flags(p)
     p.set_defaults(func=_predict, checkpoint=None)
 
     p = sub.add_parser("export", help="export a checkpoint to one ONNX file (with a parity check)")

@@ -59,15 +59,16 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path}: not a readable image ({err})") from err
 
 
-def expand_inputs(inputs: Sequence[str]) -> Iterator[Path]:
-    """Files, folders (their image files, sorted, not recursive) and glob patterns -> paths.
+def expand_inputs(inputs: Sequence[str], suffixes: Sequence[str] = IMAGE_SUFFIXES) -> Iterator[Path]:
+    """Files, folders (their files with one of ``suffixes``, sorted, not recursive) and glob
+    patterns -> paths.
 
     A name that matches nothing is yielded as is, so the reader reports it as missing.
     """
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
         elif not path.exists() and glob.has_magic(item):
             yield from sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
         else:

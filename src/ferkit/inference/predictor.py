@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from ferkit.inference.faces import MTCNN, Face
 from ferkit.inference.images import downscale_for_detection, read_image, to_rgb_array
 from ferkit.inference.onnx_backend import OnnxNet
 from ferkit.inference.prior import Prior, adjust_logits
+from ferkit.inference.video import FrameResult, VideoOptions, VideoSource, predict_frames
 from ferkit.methods import METHODS, Method, create_method
 from ferkit.models import build_classifier
 
@@ -301,6 +302,39 @@ class Predictor:
         An empty list when no face was found.
         """
         return self.predict_photos([image], detect, prior, tau)[0]
+
+    def predict_video(
+        self, path: str | Path, every: int = 1, fps: float | None = None, start: float = 0.0,
+        end: float | None = None, track: bool = True, smoothing: str | None = None,
+        max_gap: float = 1.0, detect: bool = True, prior: Prior = "train", tau: float = 1.0,
+        batch_size: int = 8,
+    ) -> Iterator[FrameResult]:
+        """Faces per processed frame of a video file, decoded and classified as a stream (needs
+        the ``[video]`` extra; see docs/video.md).
+
+        Args:
+            path: any file FFmpeg (PyAV) decodes: MP4, MOV, MKV, WebM, AVI, ...
+            every: process every N-th frame; ``fps``: or about this many frames per second.
+            start, end: the time range to process, in seconds from the first frame.
+            track: give each face a track id that stays the same across frames.
+            smoothing: per-track smoothing of the probabilities, ``'ema:ALPHA'`` or
+                ``'window:N'`` (None: off); label and confidence follow the smoothed values.
+            max_gap: seconds a track may go unseen (missed detection, occlusion) and continue.
+            detect, prior, tau: as in :meth:`predict_photo`.
+            batch_size: frames held and classified together (memory is bounded by it).
+
+        Yields:
+            :class:`~ferkit.inference.video.FrameResult`: ``index`` (frame number in the stream),
+            ``time`` (seconds), ``faces`` (the :meth:`predict_photo` dicts with ``track`` added)
+            and ``image`` (the RGB frame).
+
+        Raises:
+            VideoReadError: at the call when the file is missing or not a video; during the
+                iteration, after the frames before the damage, when it is truncated or damaged.
+            VideoUnavailable: PyAV is not installed (``pip install "ferkit[video]"``).
+        """
+        options = VideoOptions(every, fps, start, end, track, smoothing, max_gap)
+        return predict_frames(self, VideoSource(path, options), options, detect, prior, tau, batch_size)
 
     def cams(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Class activation maps of all classes ``[B, K, h, w]`` from the classifier's last stage."""
