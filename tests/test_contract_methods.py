@@ -3,14 +3,13 @@
 the backbone and the trainable head, the real checkpoint writer/reader gives equal logits, and the
 Predictor path works. A new method or backbone is covered by registering it; nothing to write here.
 
-Input sizes are the smallest each backbone takes: 32 px for the tiny CNN, 64 px for the other CNNs,
-and the ``img_size`` default of backbones that declare one (Swin: their fixed input grid; those
-cases are marked ``slow``, ``-m 'not slow'`` leaves them out).
+Input sizes are each backbone's registered ``min_input_size`` (32 px for the tiny CNN, 64 px for
+the other CNNs, the fixed input grid of Swin: those cases are marked ``slow``, ``-m 'not slow'``
+leaves them out).
 """
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from ferkit.engine.checkpoint import save_checkpoint
 from ferkit.inference import Predictor
 from ferkit.methods import create_method
 from ferkit.models import build_classifier
+from ferkit.models.backbones import backbone_info
 
 COUNTS = [9, 3, 5, 12, 8, 4, 10]
 TWO_VIEW = "mek"
@@ -32,11 +32,8 @@ PAIRS = sorted({(name, "tiny_cnn") for name in METHODS.names()}
 
 
 def input_size(backbone: str) -> int:
-    """Smallest input the backbone takes: its declared ``img_size``, else 32 / 64 px."""
-    default = inspect.signature(BACKBONES.get(backbone)).parameters.get("img_size")
-    if default is not None:
-        return int(default.default)
-    return 32 if backbone == "tiny_cnn" else 64
+    """Smallest input the backbone is built and tested at, as its registration declares."""
+    return backbone_info(backbone).min_input_size
 
 
 def _case(name: str, backbone: str) -> object:

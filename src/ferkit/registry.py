@@ -31,27 +31,33 @@ class Registry(Generic[T]):
         ... def resnet18(**kw): ...
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, info_type: Callable[..., Any] = dict) -> None:
         self.kind = kind
+        self.info_type = info_type
         self._entries: dict[str, Callable[..., T]] = {}
-        self._info: dict[str, dict[str, Any]] = {}
+        self._info: dict[str, Any] = {}
 
     def register(self, name: str, **info: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Register a constructor under ``name``; ``info`` holds facts the entry declares about
-        itself (for a backbone: its supported output strides), read back with :meth:`info`."""
+        itself (for a backbone: :class:`~ferkit.models.backbones.base.BackboneInfo`), built
+        into ``info_type`` at registration (a missing or unknown fact fails there) and read back
+        with :meth:`info`."""
+        facts = self.info_type(**info)
+
         def decorator(fn: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is already registered")
             self._entries[name] = fn
-            self._info[name] = dict(info)
+            self._info[name] = facts
             return fn
 
         return decorator
 
-    def info(self, name: str) -> dict[str, Any]:
-        """The facts registered with ``name`` (a copy; empty when it declared none)."""
+    def info(self, name: str) -> Any:
+        """The facts registered with ``name`` (an ``info_type``; a copy for plain dicts)."""
         self.get(name)  # an unknown name raises with the choices
-        return dict(self._info[name])
+        facts = self._info[name]
+        return dict(facts) if isinstance(facts, dict) else facts
 
     def get(self, name: str) -> Callable[..., T]:
         if name not in self._entries:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ferkit.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+
 
 class ChannelAttention(nn.Module):
     """``x * sigmoid(MLP(avg_pool x) + MLP(max_pool x))`` with a shared bottleneck MLP.
@@ -87,8 +89,6 @@ def add_cbam_to_resnet(backbone: nn.Module, reduction: int = 16, kernel_size: in
     Raises:
         ValueError: ``backbone`` is not a ferkit ResNet (resnet18 / resnet50).
     """
-    from ferkit.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
-
     if not isinstance(backbone, ResNet):
         raise ValueError(
             f"CBAM in every residual block needs a ResNet backbone (resnet18, resnet50); got "

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ferkit.models.backbones import BACKBONES, output_stride_error
+from ferkit.models.backbones import BACKBONES, backbone_info, output_stride_error
+from ferkit.models.weights import load_pretrained
 
 
 @dataclass
@@ -61,11 +62,9 @@ def build_classifier(
     error = output_stride_error(backbone, output_stride)
     if error:
         raise ValueError(error)
-    if output_stride not in (None, BACKBONES.info(backbone).get("native_stride")):
+    if output_stride not in (None, backbone_info(backbone).native_stride):
         backbone_kwargs["output_stride"] = output_stride
     net = BACKBONES.create(backbone, **backbone_kwargs)
     if pretrained:
-        from ferkit.models.weights import load_pretrained
-
         load_pretrained(net, backbone, pretrained)
     return FERClassifier(net, num_classes, drop_rate)

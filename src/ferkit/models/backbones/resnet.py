@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ferkit.models.backbones import BACKBONES
+from ferkit.models.backbones.base import BACKBONES, OnlineWeights
 
 OUTPUT_STRIDES = (8, 16, 32)
 
@@ -148,13 +148,17 @@ class ResNet(nn.Module):
         return self.layer4(self.forward_trunk(images))  # [B, C, H/s, W/s]
 
 
-@BACKBONES.register("resnet18", native_stride=32, output_strides=OUTPUT_STRIDES)
+@BACKBONES.register("resnet18", native_stride=32, output_strides=OUTPUT_STRIDES, input_size=224,
+                    min_input_size=64, num_features=512,
+                    imagenet=(OnlineWeights("torchvision", "ResNet18_Weights"),))
 def resnet18(*, in_chans: int = 3, output_stride: int = 32) -> ResNet:
     """ResNet-18 trunk, ``num_features`` 512."""
     return ResNet(BasicBlock, (2, 2, 2, 2), in_chans=in_chans, output_stride=output_stride)
 
 
-@BACKBONES.register("resnet50", native_stride=32, output_strides=OUTPUT_STRIDES)
+@BACKBONES.register("resnet50", native_stride=32, output_strides=OUTPUT_STRIDES, input_size=224,
+                    min_input_size=64, num_features=2048,
+                    imagenet=(OnlineWeights("torchvision", "ResNet50_Weights"),))
 def resnet50(*, in_chans: int = 3, output_stride: int = 32) -> ResNet:
     """ResNet-50 trunk, ``num_features`` 2048."""
     return ResNet(Bottleneck, (3, 4, 6, 3), in_chans=in_chans, output_stride=output_stride)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferkit.models.backbones import BACKBONES
+from ferkit.models.backbones.base import BACKBONES, OnlineWeights
 
 
 def drop_path(x: torch.Tensor, prob: float, training: bool) -> torch.Tensor:
@@ -298,7 +298,9 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-@BACKBONES.register("swin_t", native_stride=32, output_strides=(32,))
+@BACKBONES.register("swin_t", native_stride=32, output_strides=(32,), input_size=224,
+                    min_input_size=224, num_features=768,
+                    imagenet=(OnlineWeights("timm", "swin_tiny_patch4_window7_224.ms_in1k"),))
 def swin_t(*, img_size: int = 224, drop_path_rate: float = 0.1, in_chans: int = 3
            ) -> SwinTransformer:
     """Swin-T, patch 4, window 7 (timm ``swin_tiny_patch4_window7_224``); 7x7x768 at 224."""
@@ -306,7 +308,8 @@ def swin_t(*, img_size: int = 224, drop_path_rate: float = 0.1, in_chans: int = 
                            in_chans=in_chans)
 
 
-@BACKBONES.register("swin_t_112", native_stride=16, output_strides=(16,))
+@BACKBONES.register("swin_t_112", native_stride=16, output_strides=(16,), input_size=112,
+                    min_input_size=112, num_features=768)  # no ImageNet weights for patch 2
 def swin_t_112(*, img_size: int = 112, drop_path_rate: float = 0.1, in_chans: int = 3
                ) -> SwinTransformer:
     """Swin-T with patch 2 for 112x112 faces (the MEK authors' variant); 7x7x768 at 112."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ferkit.models.backbones import BACKBONES
+from ferkit.models.backbones.base import BACKBONES
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -38,6 +38,7 @@ class TinyCNN(nn.Module):
         return self.last_stage(self.forward_trunk(x))  # [B, C, h, w]
 
 
-@BACKBONES.register("tiny_cnn", native_stride=8, output_strides=(8,))
+@BACKBONES.register("tiny_cnn", native_stride=8, output_strides=(8,), input_size=112,
+                    min_input_size=32, num_features=128)
 def tiny_cnn(width: int = 16) -> TinyCNN:
     return TinyCNN(width)
