@@ -9,6 +9,9 @@ A Starlette app (optional extra ``[serve]``: starlette, uvicorn, python-multipar
   (``Content-Type: image/...``) or a multipart form with the file in field ``image``; the prior is
   the query or form field ``prior`` (``train``, ``uniform`` or K comma-separated frequencies), and
   ``detect=0`` classifies the whole image as one face crop.
+  With ``live=SESSION`` (1-64 letters, digits, ``-`` or ``_``; the page's live webcam mode) the
+  image is one frame of a stream: no attention overlays (they cost more than the prediction), and
+  each face gets a ``track`` id, stable across the frames of that session (docs/video.md).
 - ``GET /api/info``: class names, backend, upload cap.
 
 Bad uploads get a 4xx with ``{"error": message}``: 413 past the size cap (checked on the header
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -34,8 +38,10 @@ from PIL import Image
 
 from ferkit.cam import normalized_cams
 from ferkit.inference.predictor import Predictor
+from ferkit.inference.tracking import LiveTracks
 
-STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "favicon.svg": "image/svg+xml"}
+STATIC_FILES = {"app.js": "text/javascript", "live.js": "text/javascript", "style.css": "text/css",
+                "favicon.svg": "image/svg+xml"}
 OVERLAY_SIDE = 112  # pixels of the attention overlay image
 
 
@@ -96,6 +102,7 @@ class FacePage:
         self.predictor = predictor
         self.max_upload_bytes = max_upload_bytes
         self.lock = threading.Lock()
+        self.live = LiveTracks()
 
     def info(self) -> dict[str, Any]:
         meta = self.predictor.meta
@@ -103,16 +110,23 @@ class FacePage:
                 "model": f"{meta.get('backbone')} / {meta.get('method')} on {meta.get('dataset')}",
                 "max_upload_bytes": self.max_upload_bytes, "priors": ["train", "uniform"]}
 
-    def predict(self, data: bytes, prior_text: str | None, detect: bool) -> dict[str, Any]:
-        """Bytes of a photo -> JSON-ready result (runs in a worker thread)."""
+    def predict(self, data: bytes, prior_text: str | None, detect: bool, live: str | None = None
+                ) -> dict[str, Any]:
+        """Bytes of a photo (or of a frame of live session ``live``) -> JSON-ready result (runs
+        in a worker thread)."""
         start = time.perf_counter()
+        if live is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", live):
+            raise BadUpload(400, f"live session '{live[:80]}' is not valid: use 1 to 64 letters, "
+                            "digits, '-' or '_'")
         image = decode_upload(data)
         prior = parse_prior(prior_text, len(self.predictor.class_names))
         with self.lock:
             found, crops = self.predictor.face_crops(image, detect)
             faces = self.predictor.classify_faces([(found, crops)], prior)[0]
+            if live is not None:
+                self.live.assign(live, faces)
             overlays = (self.overlays(crops, [face["label"] for face in faces])
-                        if self.predictor.has_cams and crops else [None] * len(faces))
+                        if self.predictor.has_cams and crops and live is None else [None] * len(faces))
         for face, overlay in zip(faces, overlays):
             face["attention"] = overlay  # None: the model's maps would show nothing
         return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": faces,
@@ -202,7 +216,8 @@ def create_app(predictor: Predictor, max_upload_bytes: int = 10_000_000) -> Any:
                 body, form_fields = await _form_image(body, request.headers)
                 fields.update(form_fields)
             detect = fields.get("detect", "1") not in ("0", "false", "no")
-            result = await run_in_threadpool(page.predict, body, fields.get("prior"), detect)
+            result = await run_in_threadpool(page.predict, body, fields.get("prior"), detect,
+                                             fields.get("live"))
         except BadUpload as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
         return JSONResponse(result)

@@ -16,9 +16,10 @@ frame).
 from __future__ import annotations
 
 import math
-from collections import Counter, deque
-from collections.abc import Sequence
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,25 @@ class Tracker:
     def active_ids(self) -> set[int]:
         """Ids of the tracks that may still continue."""
         return {t.id for t in self.tracks}
+
+
+class LiveTracks:
+    """One :class:`Tracker` per live stream (a browser tab of ``ferkit serve``), keyed by the
+    session id it sends and timed by ``now`` (the server's clock: frames of a live stream are
+    processed as they arrive); past ``max_sessions`` the least recently used is dropped."""
+
+    def __init__(self, max_sessions: int = 16, now: Callable[[], float] = monotonic) -> None:
+        self.sessions: OrderedDict[str, Tracker] = OrderedDict()
+        self.max_sessions, self.now = max_sessions, now
+
+    def assign(self, session: str, faces: list[dict[str, Any]]) -> None:
+        """Set ``face["track"]`` on each face of the session's newest frame."""
+        tracker = self.sessions.pop(session, None) or Tracker()
+        self.sessions[session] = tracker
+        while len(self.sessions) > self.max_sessions:
+            self.sessions.popitem(last=False)
+        for face, track_id in zip(faces, tracker.update([face["box"] for face in faces], self.now())):
+            face["track"] = track_id
 
 
 @dataclass(frozen=True)
