@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from ferkit.inference import faces
-from ferkit.inference.faces import MTCNN, DetectorWeightsError, nms
+from ferkit.cli import main as cli_main
+from ferkit.inference import faces, mtcnn_onnx
+from ferkit.inference.faces import (
+    MTCNN,
+    WEIGHT_SHA256,
+    DetectorWeightsError,
+    nms,
+    stage_thresholds,
+)
+from ferkit.inference.mtcnn_onnx import OnnxStages
+from ferkit.inference.mtcnn_pyramid import pack_levels, pyramid_canvas
+from ferkit.inference.predictor import Predictor
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image not installed (dev extra)")
 
@@ -18,9 +31,16 @@ ASTRONAUT_FACE = (178.0, 58.0, 268.0, 173.0)  # measured once, checked by eye on
 @pytest.fixture(scope="module")
 def detector() -> MTCNN:
     try:
-        return MTCNN.from_package()
+        return MTCNN.from_package(backend="torch")
     except DetectorWeightsError as err:
         pytest.skip(str(err))
+
+
+@pytest.fixture(scope="module")
+def onnx_detector(detector: MTCNN) -> MTCNN:
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (onnx extra)")
+    pytest.importorskip("onnxscript", reason="onnxscript not installed (onnx extra)")
+    return MTCNN.from_package(backend="onnx", threads=1)
 
 
 def face_canvas() -> tuple[np.ndarray, list[tuple[float, float]]]:
@@ -96,3 +116,152 @@ def test_wrong_file_rejected(tmp_path) -> None:
     torch.save({"x": torch.zeros(1)}, bad)
     with pytest.raises(DetectorWeightsError, match="has sha256 .* expected a2a71925"):
         faces.load_weight_file(bad, "pnet")
+
+
+def test_nms_groups_never_suppress_each_other() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [1, 0, 11, 10.0]])
+    scores = np.array([0.9, 0.8, 0.7])
+    assert nms(boxes, scores, 0.5).tolist() == [0]
+    assert nms(boxes, scores, 0.5, groups=np.array([0, 1, 1])).tolist() == [0, 1]
+
+
+# Real photographs scikit-image ships, and how many faces each holds.
+PHOTOS = {"astronaut": (skimage_data.astronaut, 1), "camera": (skimage_data.camera, 1),
+          "canvas": (lambda: face_canvas()[0], 6), "coffee": (skimage_data.coffee, 0),
+          "chelsea": (skimage_data.chelsea, 0), "rocket": (skimage_data.rocket, 0)}
+
+
+@pytest.mark.parametrize("name", sorted(PHOTOS))
+def test_onnx_detector_matches_torch(detector: MTCNN, onnx_detector: MTCNN, name: str) -> None:
+    load, count = PHOTOS[name]
+    image = load()
+    by_torch, by_onnx = detector.detect(image), onnx_detector.detect(image)
+    assert (detector.backend, onnx_detector.backend) == ("torch", "onnx")
+    assert len(by_torch) == len(by_onnx) == count
+    for a, b in zip(by_torch, by_onnx):
+        np.testing.assert_allclose(b.box, a.box, atol=1.0)
+        np.testing.assert_allclose(b.landmarks, a.landmarks, atol=1.0)
+        assert abs(a.score - b.score) < 1e-3
+
+
+def test_packed_pyramid_gives_each_level_its_own_cells(detector: MTCNN) -> None:
+    image = skimage_data.astronaut()
+    levels, (height, width) = pack_levels(512, 512, detector.scales(512, 512))
+    assert len(levels) == len(detector.scales(512, 512)) > 5
+    for i, a in enumerate(levels):
+        assert a.top % 2 == a.left % 2 == 0
+        assert a.top + a.height <= height and a.left + a.width <= width
+        for b in levels[i + 1:]:  # no two levels overlap
+            assert (a.left + a.width <= b.left or b.left + b.width <= a.left
+                    or a.top + a.height <= b.top or b.top + b.height <= a.top)
+    canvas = pyramid_canvas(image, levels, (height, width))
+    prob, offsets = detector.stages.run("pnet", canvas)
+    for level in levels:
+        alone = np.ascontiguousarray(canvas[:, :, level.top:level.top + level.height,
+                                            level.left:level.left + level.width])
+        prob_alone, offsets_alone = detector.stages.run("pnet", alone)
+        cells = level.cells(prob[0])
+        rows, cols = cells.shape
+        assert rows == (level.height - 12) // 2 + 1 and cols == (level.width - 12) // 2 + 1
+        np.testing.assert_allclose(cells, prob_alone[0, :rows, :cols], atol=1e-5)
+        np.testing.assert_allclose(level.cells(offsets[0]), offsets_alone[0, :, :rows, :cols],
+                                   atol=1e-5)
+
+
+def test_onnx_cache_reused_and_checked(detector: MTCNN, tmp_path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed (onnx extra)")
+    pytest.importorskip("onnxscript", reason="onnxscript not installed (onnx extra)")
+    nets, digests = {"onet": detector.onet}, {"onet": WEIGHT_SHA256["onet"]}
+    first = OnnxStages(nets, digests, threads=1, folder=tmp_path)
+    path = first.paths["onet"]
+    assert path.name == "onet-165bfbe42940416c.onnx"
+    crops = np.random.default_rng(0).normal(size=(3, 3, 48, 48)).astype(np.float32)
+    with torch.no_grad():
+        expected = [t.numpy() for t in detector.onet(torch.from_numpy(crops))]
+    for got, want in zip(first.run("onet", crops), expected):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+    exports = []
+    real_export = mtcnn_onnx.export_net
+    monkeypatch.setattr(mtcnn_onnx, "export_net", lambda *args: exports.append(args[1]) or real_export(*args))
+    OnnxStages(nets, digests, folder=tmp_path)
+    assert exports == []  # the cached file is used
+    path.write_bytes(b"not an onnx file")
+    OnnxStages(nets, digests, folder=tmp_path)
+    assert exports == ["onet"]  # unreadable: exported again
+    other = {"onet": "ab" * 32}
+    (tmp_path / "onet-abababababababab.onnx").write_bytes(path.read_bytes())
+    stages = OnnxStages(nets, other, folder=tmp_path)
+    assert exports == ["onet", "onet"]  # exported from other weights: exported again
+    meta = stages.sessions["onet"].get_modelmeta().custom_metadata_map
+    assert meta["source_sha256"] == "ab" * 32
+
+
+def test_auto_backend_falls_back_to_torch(monkeypatch, caplog) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("exporter broke")
+
+    monkeypatch.setattr(faces, "OnnxStages", broken)
+    try:
+        assert MTCNN.from_package(backend="auto").backend == "torch"
+    except DetectorWeightsError as err:
+        pytest.skip(str(err))
+    assert "face detector on torch: the ONNX export failed (exporter broke)" in caplog.text
+    with pytest.raises(RuntimeError, match="exporter broke"):
+        MTCNN.from_package(backend="onnx")
+    with pytest.raises(ValueError, match="unknown detector backend 'tpu'; use one of auto, torch, onnx"):
+        MTCNN.from_package(backend="tpu")
+    monkeypatch.setattr(faces.importlib.util, "find_spec", lambda name: None)
+    assert not faces._use_onnx("auto", torch.device("cpu"))
+    assert not faces._use_onnx("auto", torch.device("cuda"))
+
+
+@pytest.mark.parametrize("min_face, threshold, message", [
+    (5, 0.7, r"min_face \(--min-face\) must be between 10 and 10000 pixels, got 5: faces smaller"),
+    (float("nan"), 0.7, r"min_face \(--min-face\) must be between 10 and 10000 pixels, got nan"),
+    (20, 1.0, r"det_threshold \(--det-threshold\) must be above 0 and below 1, got 1: it is the face"),
+    (20, 0.0, r"det_threshold \(--det-threshold\) must be above 0 and below 1, got 0:"),
+])
+def test_detector_options_checked(min_face: float, threshold: float, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MTCNN(min_face_size=min_face, thresholds=(0.6, 0.7, threshold))
+
+
+def test_stage_thresholds() -> None:
+    assert stage_thresholds(0.9) == (0.6, 0.7, 0.9)
+    assert stage_thresholds(0.5) == (0.5, 0.5, 0.5)
+
+
+def test_min_face_and_threshold_change_what_is_found() -> None:
+    canvas, centres = face_canvas()
+    try:
+        large_only = MTCNN.from_package(backend="torch", min_face_size=60).detect(canvas)
+    except DetectorWeightsError as err:
+        pytest.skip(str(err))
+    assert 0 < len(large_only) < len(centres)
+    for face in large_only:  # only the three largest copies (160, 100 and 70 px tiles)
+        hits = [i for i, (cx, cy) in enumerate(centres)
+                if face.box[0] < cx < face.box[2] and face.box[1] < cy < face.box[3]]
+        assert len(hits) == 1 and hits[0] < 3
+    strict = MTCNN.from_package(backend="torch", thresholds=stage_thresholds(0.9999)).detect(canvas)
+    assert 0 < len(strict) < len(centres) and min(face.score for face in strict) >= 0.9999
+
+
+def test_predictor_cli_and_serve_pass_and_check_the_knobs(tiny_checkpoint: Path, capsys) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tiny model was trained on synthetic faces
+        predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", min_face=40,
+                                              det_threshold=0.9, detector_backend="torch")
+        with pytest.raises(ValueError, match=r"min_face \(--min-face\) must be between 10"):
+            Predictor.from_checkpoint(tiny_checkpoint, device="cpu", min_face=5)
+        try:
+            detector = predictor.detector
+        except DetectorWeightsError as err:
+            pytest.skip(str(err))
+        assert detector.min_face_size == 40 and detector.thresholds == (0.6, 0.7, 0.9)
+        assert detector.backend == "torch"
+        for command in ("predict", "serve"):
+            args = [command, str(tiny_checkpoint), *(["astronaut.png"] if command == "predict" else [])]
+            assert cli_main([*args, "--det-threshold", "1.5"]) == 2
+            assert ("error: det_threshold (--det-threshold) must be above 0 and below 1, got 1.5"
+                    in capsys.readouterr().err)

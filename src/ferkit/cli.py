@@ -112,7 +112,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError("ferkit predict needs at least one image, video, folder or glob pattern "
                          "(or --webcam)")
     prior, video = parse_prior(args.prior), video_options(args)
-    options = {"device": args.device, "backend": args.backend, "threads": args.threads}
+    options = {"device": args.device, "backend": args.backend, "threads": args.threads,
+               **_detector_options(args)}
     predictor = (Predictor.from_checkpoint(checkpoint, **options) if checkpoint
                  else Predictor.from_pretrained(**options))
     predictor.batch_size = args.batch_size
@@ -151,7 +152,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         run_server(args.checkpoint, host=args.host, port=args.port, backend=args.backend,
-                   device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads)
+                   device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads,
+                   **_detector_options(args))
     except ImportError as err:  # the [serve] or [onnx] extra is missing; the message names it
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -219,6 +221,20 @@ def add_video_flags(p: argparse.ArgumentParser) -> None:
                    help="read camera INDEX (default 0) live until Ctrl+C instead of files")
 
 
+def _add_detector_flags(p: argparse.ArgumentParser) -> None:
+    """The face detector's knobs ``predict`` and ``serve`` share (checked by the Predictor)."""
+    p.add_argument("--min-face", type=float, metavar="PIXELS",
+                   help="smallest face side the detector looks for (default 20; larger is faster)")
+    p.add_argument("--det-threshold", type=float, metavar="P",
+                   help="face probability a detection needs, in (0, 1) (default 0.7)")
+
+
+def _detector_options(args: argparse.Namespace) -> dict[str, float]:
+    """The detector flags given (the Predictor's defaults stand for the others)."""
+    given = {"min_face": args.min_face, "det_threshold": args.det_threshold}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition "
                                      "on imbalanced data.")
@@ -274,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx: onnxruntime on a .onnx file from `ferkit export` (a checkpoint is "
                    "exported on the fly); needs pip install \"ferkit[onnx]\"")
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    _add_detector_flags(p)
     add_video_flags(p)
     p.set_defaults(func=_predict, checkpoint=None)
 
@@ -297,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="upload size cap (MB)")
+    _add_detector_flags(p)
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("datasets", help="check a dataset root and print counts per split/class")

@@ -15,12 +15,9 @@ when the largest logit difference exceeds the tolerance.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,15 @@ import torch
 from torch import nn
 
 from ferkit.cam import class_activation_maps
-from ferkit.inference.onnx_backend import CAMS, INPUT_NAME, LOGITS, OnnxNet, metadata_props, require
+from ferkit.inference.onnx_backend import (
+    CAMS,
+    INPUT_NAME,
+    LOGITS,
+    OnnxNet,
+    dynamo_export,
+    metadata_props,
+    require,
+)
 from ferkit.inference.predictor import Predictor, TorchNet
 from ferkit.methods.base import Method
 
@@ -101,21 +106,6 @@ def parity_crops(meta: dict[str, Any], count: int = PARITY_IMAGES) -> tuple[list
     return [dataset.load_image(i) for i in range(len(dataset))], f"generated faces ({count})"
 
 
-@contextlib.contextmanager
-def _quiet_loggers(*names: str) -> Iterator[None]:
-    """The exporter's progress notes (one INFO line per optimisation pass, a WARNING per missing
-    torchvision op) hidden for the duration; errors still show."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
 def _to_onnx(net: TorchNet, image_size: int, path: Path, exporter: str) -> None:
     require("onnx", "ONNX export")
     module = _ExportNet(net).eval()
@@ -128,15 +118,9 @@ def _to_onnx(net: TorchNet, image_size: int, path: Path, exporter: str) -> None:
                               dynamic_axes={name: {0: "batch"}
                                             for name in (INPUT_NAME, *module.output_names)})
         return
-    require("onnxscript", "ONNX export (torch's dynamo exporter)")
     batch = torch.export.Dim("batch", min=1, max=4096)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad(), \
-            _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx"):
-        warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecation notes
-        program = torch.onnx.export(
-            module, (example,), dynamo=True, input_names=[INPUT_NAME], output_names=list(module.output_names),
-            dynamic_shapes={"images": {0: batch}}, external_data=False, verbose=False)
-    program.save(str(path), external_data=False)
+    dynamo_export(module, example, path, [INPUT_NAME], list(module.output_names),
+                  {"images": {0: batch}})
 
 
 def _add_metadata(path: Path, meta: dict[str, Any]) -> None:

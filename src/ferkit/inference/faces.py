@@ -1,8 +1,13 @@
-"""Face detection with 5-point landmarks: MTCNN (Zhang et al. 2016) in pure PyTorch.
+"""Face detection with 5-point landmarks: MTCNN (Zhang et al. 2016) on onnxruntime or PyTorch.
 
-A three-stage cascade: P-Net proposes candidate windows on an image pyramid, R-Net re-scores and
-refines them on 24x24 crops, O-Net does so again on 48x48 crops and adds five landmarks (two eyes,
-nose, two mouth corners). Non-maximum suppression is written in torch (no torchvision).
+A three-stage cascade: P-Net proposes candidate windows on an image pyramid (packed into one canvas,
+one network call, see :mod:`ferkit.inference.mtcnn_pyramid`), R-Net re-scores and refines them on
+24x24 crops, O-Net does so again on 48x48 crops and adds five landmarks (two eyes, nose, two mouth
+corners); the crops of a stage go through the network as one batch. The image work and
+non-maximum suppression are numpy and Pillow; only the three networks differ between backends:
+eager torch, or onnxruntime on graphs exported from the same weights
+(:mod:`ferkit.inference.mtcnn_onnx`, cached after the first use). ``backend="auto"`` takes
+onnxruntime when it is installed and the detector runs on the CPU.
 
 The weights are the published MTCNN weight files as redistributed (MIT licence) inside the PyPI
 package ``facenet-pytorch==2.6.0`` (``facenet_pytorch/data/{pnet,rnet,onet}.pt``). The files are
@@ -14,18 +19,33 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import math
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from ferkit.inference.mtcnn_nets import ONet, PNet, RNet
+from ferkit.inference.mtcnn_onnx import OnnxStages
+from ferkit.inference.mtcnn_pyramid import (
+    STRIDE,
+    WINDOW,
+    crops,
+    pack_levels,
+    pyramid_canvas,
+    pyramid_scales,
+)
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install --no-deps facenet-pytorch==2.6.0"
+BACKENDS = ("auto", "torch", "onnx")
+DEFAULT_MIN_FACE = 20.0
+DEFAULT_THRESHOLDS = (0.6, 0.7, 0.7)  # face probability needed by P-Net, R-Net, O-Net
+MIN_FACE_RANGE = (10.0, 10000.0)  # below 10 px the pyramid upsamples and no expression is legible
 WEIGHT_SHA256 = {
     "pnet": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
     "rnet": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
@@ -80,7 +100,27 @@ def load_weight_file(path: Path, name: str) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str = "union") -> torch.Tensor:
+def check_detector_options(min_face: float, det_threshold: float) -> None:
+    """Raise ValueError naming the option when the detector's knobs are out of range."""
+    low, high = MIN_FACE_RANGE
+    if not low <= min_face <= high:  # also False for NaN
+        raise ValueError(f"min_face (--min-face) must be between {low:g} and {high:g} pixels, got "
+                         f"{min_face:g}: faces smaller than {low:g} px are too small to read")
+    if not 0.0 < det_threshold < 1.0:
+        raise ValueError(f"det_threshold (--det-threshold) must be above 0 and below 1, got "
+                         f"{det_threshold:g}: it is the face probability a detection needs "
+                         f"(default {DEFAULT_THRESHOLDS[2]:g})")
+
+
+def stage_thresholds(det_threshold: float) -> tuple[float, float, float]:
+    """The three stages' thresholds for a final (O-Net) one: the earlier stages are never stricter
+    than the last, so lowering it finds more faces."""
+    return (min(DEFAULT_THRESHOLDS[0], det_threshold), min(DEFAULT_THRESHOLDS[1], det_threshold),
+            det_threshold)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union",
+        groups: np.ndarray | None = None) -> np.ndarray:
     """Greedy non-maximum suppression.
 
     Args:
@@ -88,38 +128,66 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str =
         scores: ``[N]``.
         threshold: overlap above which the lower-scored box is dropped.
         mode: "union" (intersection over union) or "min" (intersection over the smaller area).
+        groups: ``[N]`` integer group of each box; boxes of different groups never suppress each
+            other (one call for the levels of a pyramid).
 
     Returns:
         Indices of kept boxes ``[M]``, highest score first.
     """
-    areas = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-    order = scores.argsort(descending=True)
+    boxes, scores = np.asarray(boxes, dtype=np.float64), np.asarray(scores)
+    if groups is not None and len(boxes):  # shift each group far from the others
+        boxes = boxes + (np.asarray(groups) * (boxes.max() - boxes.min() + 1))[:, None]
+    areas = (boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)
+    order = np.argsort(-scores, kind="stable")
     keep = []
-    while order.numel() > 0:
+    while order.size:
         best, rest = order[0], order[1:]
         keep.append(best)
-        top_left = torch.maximum(boxes[rest, :2], boxes[best, :2])
-        bottom_right = torch.minimum(boxes[rest, 2:], boxes[best, 2:])
-        inter = (bottom_right - top_left).clamp(min=0).prod(dim=1)
+        top_left = np.maximum(boxes[rest, :2], boxes[best, :2])
+        bottom_right = np.minimum(boxes[rest, 2:], boxes[best, 2:])
+        inter = (bottom_right - top_left).clip(min=0).prod(axis=1)
         if mode == "min":
-            overlap = inter / torch.minimum(areas[rest], areas[best]).clamp(min=1e-9)
+            overlap = inter / np.maximum(np.minimum(areas[rest], areas[best]), 1e-9)
         else:
-            overlap = inter / (areas[rest] + areas[best] - inter).clamp(min=1e-9)
+            overlap = inter / np.maximum(areas[rest] + areas[best] - inter, 1e-9)
         order = rest[overlap <= threshold]
-    return torch.stack(keep) if keep else torch.zeros(0, dtype=torch.long, device=boxes.device)
+    return np.asarray(keep, dtype=np.int64)
 
 
-def _square(boxes: torch.Tensor) -> torch.Tensor:
+def _square(boxes: np.ndarray) -> np.ndarray:
     """Grow each box to a square around its centre (side = the longer side)."""
     centre = (boxes[:, :2] + boxes[:, 2:4]) / 2
-    half = (boxes[:, 2:4] - boxes[:, :2]).amax(dim=1, keepdim=True) / 2
-    return torch.cat([centre - half, centre + half], dim=1)
+    half = (boxes[:, 2:4] - boxes[:, :2]).max(axis=1, keepdims=True) / 2
+    return np.concatenate([centre - half, centre + half], axis=1)
 
 
-def _regress(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Apply box offsets (fractions of the box width/height) predicted by a stage."""
-    size = (boxes[:, 2:4] - boxes[:, :2]).repeat(1, 2)
+    size = np.tile(boxes[:, 2:4] - boxes[:, :2], 2)
     return boxes[:, :4] + offsets * size
+
+
+class TorchStages:
+    """The three networks in eager torch behind ``run(name, batch)``."""
+
+    backend = "torch"
+
+    def __init__(self, detector: MTCNN) -> None:
+        self.detector = detector
+
+    @torch.no_grad()
+    def run(self, name: str, batch: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Float32 NCHW input -> the network's outputs as arrays."""
+        outputs = getattr(self.detector, name)(torch.from_numpy(batch).to(self.detector.device))
+        return tuple(output.float().cpu().numpy() for output in outputs)
+
+
+def _use_onnx(backend: str, device: torch.device) -> bool:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown detector backend '{backend}'; use one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return device.type == "cpu" and importlib.util.find_spec("onnxruntime") is not None
+    return backend == "onnx"
 
 
 class MTCNN(nn.Module):
@@ -129,46 +197,67 @@ class MTCNN(nn.Module):
         min_face_size: smallest face side (pixels) the pyramid looks for.
         thresholds: face-probability thresholds of the three stages.
         scale_factor: ratio between successive pyramid levels.
-        device: where the networks run.
+        device: where the torch networks run.
 
     Example:
-        >>> detector = MTCNN.from_package()
+        >>> detector = MTCNN.from_package(backend="onnx")
         >>> faces = detector.detect(np.asarray(Image.open("photo.jpg").convert("RGB")))
     """
 
     def __init__(
-        self, min_face_size: float = 20.0, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        self, min_face_size: float = DEFAULT_MIN_FACE,
+        thresholds: tuple[float, float, float] = DEFAULT_THRESHOLDS,
         scale_factor: float = 0.709, device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
+        check_detector_options(min_face_size, thresholds[2])
         self.pnet, self.rnet, self.onet = PNet(), RNet(), ONet()
         self.min_face_size = min_face_size
         self.thresholds = thresholds
         self.scale_factor = scale_factor
         self.device = torch.device(device)
+        self.stages: TorchStages | OnnxStages = TorchStages(self)
         self.eval().to(self.device)
 
+    @property
+    def backend(self) -> str:
+        """Where the networks run: "torch" or "onnx"."""
+        return self.stages.backend
+
     @classmethod
-    def from_package(cls, device: str | torch.device = "cpu", **options: float) -> MTCNN:
-        """The detector with the published weights read from facenet-pytorch's data files."""
+    def from_package(cls, device: str | torch.device = "cpu", backend: str = "torch",
+                     threads: int | None = None, **options: float) -> MTCNN:
+        """The detector with the published weights read from facenet-pytorch's data files.
+
+        Args:
+            device: where the torch networks run.
+            backend: "torch", "onnx" (onnxruntime, CPU; exported and cached on first use) or
+                "auto" (onnx when onnxruntime is installed and the device is the CPU; torch when
+                the export fails).
+            threads: onnxruntime intra-op threads (None: all cores).
+            **options: ``min_face_size``, ``thresholds``, ``scale_factor``.
+        """
         detector = cls(device=device, **options)
-        folder = weights_dir()
+        folder, digests = weights_dir(), {}
         for name in ("pnet", "rnet", "onet"):
-            getattr(detector, name).load_state_dict(load_weight_file(folder / f"{name}.pt", name))
-        return detector.to(detector.device)
+            state = load_weight_file(folder / f"{name}.pt", name)
+            getattr(detector, name).load_state_dict(state)
+            digests[name] = WEIGHT_SHA256[name]
+        detector.to(detector.device)
+        if _use_onnx(backend, detector.device):
+            nets = {name: getattr(detector, name) for name in digests}
+            try:
+                detector.stages = OnnxStages(nets, digests, threads)
+            except Exception as err:  # the exporter and onnxruntime raise many types
+                if backend == "onnx":
+                    raise
+                log.warning("face detector on torch: the ONNX export failed (%s)", err)
+        return detector
 
     def scales(self, height: int, width: int) -> list[float]:
         """Pyramid scales: the first maps ``min_face_size`` to P-Net's 12 px window."""
-        scale = 12.0 / self.min_face_size
-        side = min(height, width) * scale
-        scales = []
-        while side >= 12:
-            scales.append(scale)
-            scale *= self.scale_factor
-            side *= self.scale_factor
-        return scales
+        return pyramid_scales(height, width, self.min_face_size, self.scale_factor)
 
-    @torch.no_grad()
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in an RGB image ``[H, W, 3]`` uint8 (``[H, W]`` grayscale is accepted),
         highest score first."""
@@ -177,83 +266,60 @@ class MTCNN(nn.Module):
             array = np.repeat(array[:, :, None], 3, axis=2)
         if array.ndim != 3 or array.shape[2] != 3:
             raise ValueError(f"detect() takes an RGB image [H, W, 3] uint8, got shape {array.shape}")
-        pixels = torch.from_numpy(np.array(array, dtype=np.uint8)).to(self.device)  # a writable copy
-        pixels = pixels.permute(2, 0, 1).float()  # [3, H, W], 0..255
-        boxes = self._propose(pixels)
-        if boxes.shape[0]:
+        array = np.array(array, dtype=np.uint8)  # a writable copy (torch reads it)
+        pixels = Image.fromarray(array)
+        boxes = self._propose(array)
+        if len(boxes):
             boxes = self._refine(pixels, boxes)
-        if not boxes.shape[0]:
+        if not len(boxes):
             return []
         boxes, scores, landmarks = self._output(pixels, boxes)
-        return [Face(tuple(float(v) for v in box), points.numpy().astype(np.float32), float(score))
-                for box, score, points in zip(boxes.cpu(), scores.cpu(), landmarks.cpu())]
+        return [Face(tuple(float(v) for v in box), points.astype(np.float32), float(score))
+                for box, score, points in zip(boxes, scores, landmarks)]
 
-    def _propose(self, pixels: torch.Tensor) -> torch.Tensor:
-        """P-Net over the pyramid -> squared candidate boxes ``[N, 4]``."""
-        height, width = pixels.shape[1:]
-        candidates, offsets, scores = [], [], []
-        for scale in self.scales(height, width):
-            size = (math.ceil(height * scale), math.ceil(width * scale))
-            level = F.interpolate(pixels[None], size=size, mode="area")
-            prob, reg = self.pnet(_normalize(level))
-            ys, xs = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
-            corner = torch.stack([xs, ys], dim=1).float() * 2
-            boxes = torch.cat([corner, corner + 12], dim=1) / scale
-            keep = nms(boxes, prob[0, ys, xs], 0.5)
-            candidates.append(boxes[keep])
-            offsets.append(reg[0, :, ys, xs].T[keep])
-            scores.append(prob[0, ys, xs][keep])
-        if not candidates:
-            return torch.zeros(0, 4, device=pixels.device)
-        boxes, offsets, scores = torch.cat(candidates), torch.cat(offsets), torch.cat(scores)
+    def _propose(self, image: np.ndarray) -> np.ndarray:
+        """P-Net over the packed pyramid of uint8 ``[H, W, 3]`` -> squared candidate boxes ``[N, 4]``."""
+        height, width = image.shape[:2]
+        levels, size = pack_levels(height, width, self.scales(height, width))
+        if not levels:
+            return np.zeros((0, 4))
+        prob, reg = self.stages.run("pnet", pyramid_canvas(image, levels, size))
+        boxes, offsets, scores, groups = [], [], [], []
+        for index, level in enumerate(levels):
+            level_prob = level.cells(prob[0])
+            ys, xs = np.nonzero(level_prob >= self.thresholds[0])
+            corner = np.stack([xs, ys], axis=1) * STRIDE
+            boxes.append(np.concatenate([corner, corner + WINDOW], axis=1) / level.scale)
+            offsets.append(level.cells(reg[0])[:, ys, xs].T)
+            scores.append(level_prob[ys, xs])
+            groups.append(np.full(len(ys), index))
+        boxes, offsets, scores = np.concatenate(boxes), np.concatenate(offsets), np.concatenate(scores)
+        keep = nms(boxes, scores, 0.5, groups=np.concatenate(groups))
+        boxes, offsets, scores = boxes[keep], offsets[keep], scores[keep]
         keep = nms(boxes, scores, 0.7)
         return _square(_regress(boxes[keep], offsets[keep]))
 
-    def _refine(self, pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def _batched(self, name: str, batch: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, ...]:
+        """Run network ``name`` over crops in chunks (memory stays bounded)."""
+        parts = [self.stages.run(name, batch[i:i + chunk]) for i in range(0, len(batch), chunk)]
+        return tuple(np.concatenate(outputs) for outputs in zip(*parts))
+
+    def _refine(self, pixels: Image.Image, boxes: np.ndarray) -> np.ndarray:
         """R-Net on 24x24 crops: keep, suppress, regress and square."""
-        prob, reg = _batched(self.rnet, _crops(pixels, boxes, 24))
+        prob, reg = self._batched("rnet", crops(pixels, boxes, 24))
         mask = prob >= self.thresholds[1]
         boxes, reg, prob = boxes[mask], reg[mask], prob[mask]
         keep = nms(boxes, prob, 0.7)
         return _square(_regress(boxes[keep], reg[keep]))
 
-    def _output(self, pixels: torch.Tensor, boxes: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _output(self, pixels: Image.Image, boxes: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """O-Net on 48x48 crops -> final boxes ``[M, 4]``, scores ``[M]``, landmarks ``[M, 5, 2]``."""
-        prob, reg, points = _batched(self.onet, _crops(pixels, boxes, 48))
+        prob, reg, points = self._batched("onet", crops(pixels, boxes, 48))
         mask = prob >= self.thresholds[2]
         boxes, reg, prob, points = boxes[mask], reg[mask], prob[mask], points[mask]
         size = boxes[:, 2:4] - boxes[:, :2]  # [M, 2] (w, h)
-        landmarks = boxes[:, None, :2] + torch.stack([points[:, :5], points[:, 5:]], dim=2) * size[:, None]
+        landmarks = boxes[:, None, :2] + np.stack([points[:, :5], points[:, 5:]], axis=2) * size[:, None]
         boxes = _regress(boxes, reg)
         keep = nms(boxes, prob, 0.7, mode="min")
         return boxes[keep], prob[keep], landmarks[keep]
-
-
-def _normalize(pixels: torch.Tensor) -> torch.Tensor:
-    """0..255 -> about [-1, 1], the networks' input range."""
-    return (pixels - 127.5) * 0.0078125
-
-
-def _crops(pixels: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Cut each box out of ``[3, H, W]`` (zeros outside the image), resized to ``[N, 3, size, size]``
-    and normalised."""
-    height, width = pixels.shape[1:]
-    out = torch.empty(boxes.shape[0], 3, size, size, device=pixels.device)
-    for i, (x1, y1, x2, y2) in enumerate(boxes.round().int().tolist()):
-        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-        crop = pixels.new_zeros(3, y2 - y1, x2 - x1)
-        sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
-        if sx2 > sx1 and sy2 > sy1:
-            crop[:, sy1 - y1:sy2 - y1, sx1 - x1:sx2 - x1] = pixels[:, sy1:sy2, sx1:sx2]
-        out[i] = F.interpolate(crop[None], size=(size, size), mode="bilinear", antialias=True,
-                               align_corners=False)[0]
-    return _normalize(out)
-
-
-def _batched(net: nn.Module, crops: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, ...]:
-    """Run ``net`` over crops in chunks (memory stays bounded however many candidates)."""
-    parts = [net(crops[i:i + chunk]) for i in range(0, crops.shape[0], chunk)]
-    if not parts:
-        parts = [net(crops)]
-    return tuple(torch.cat(p) for p in zip(*parts))

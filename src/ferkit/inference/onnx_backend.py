@@ -11,7 +11,12 @@ as JSON under ``ferkit``, and the main fields one per key for people and other t
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,44 @@ def require(module: str, purpose: str) -> Any:
     except ImportError as err:
         raise OnnxUnavailable(f"{purpose} needs the '{module}' package, which is not installed. "
                               f"Install the optional extra: {INSTALL_HINT}") from err
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter's progress notes (one INFO line per optimisation pass, a WARNING per missing
+    torchvision op, printed summaries) hidden for the duration; errors still show."""
+    loggers = [logging.getLogger(name) for name in ("onnx_ir", "onnxscript", "torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch-internal pytree deprecation notes
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def dynamo_export(module: torch.nn.Module, example: torch.Tensor, path: Path,
+                  input_names: Sequence[str], output_names: Sequence[str],
+                  dynamic_shapes: dict[str, dict[int, Any]], metadata: dict[str, str] | None = None
+                  ) -> None:
+    """Export ``module`` called on ``example`` to one ONNX file with torch's dynamo exporter (the
+    weights inside the file), optionally with ``metadata_props``.
+
+    Raises:
+        OnnxUnavailable: onnxscript (the exporter's dependency) is not installed.
+    """
+    require("onnxscript", "ONNX export (torch's dynamo exporter)")
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(
+            module, (example,), dynamo=True, input_names=list(input_names),
+            output_names=list(output_names), dynamic_shapes=dynamic_shapes, external_data=False,
+            verbose=False)
+    if metadata:
+        program.model.metadata_props.update(metadata)
+    program.save(str(path), external_data=False)
 
 
 def metadata_props(meta: dict[str, Any]) -> dict[str, str]:

@@ -5,7 +5,8 @@ The checkpoint (or the ONNX file's metadata) carries everything preprocessing ne
 channels, normalisation, class names, training class counts (for the deployment prior) and
 optionally the alignment template. The classifier runs behind one small interface (``logits`` and
 ``cams`` of a normalised batch) with two backends: :class:`TorchNet` and onnxruntime's
-:class:`~ferkit.inference.onnx_backend.OnnxNet`. Face detection always runs in torch.
+:class:`~ferkit.inference.onnx_backend.OnnxNet`. The face detector runs on onnxruntime when it is
+installed and the device is the CPU, else in torch (``detector_backend``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,14 @@ from ferkit.engine.checkpoint import (
 from ferkit.engine.evaluate import preprocess, resolve_device
 from ferkit.inference.align import align_face, template_from_meta
 from ferkit.inference.face_layout import clip_box, reading_order
-from ferkit.inference.faces import MTCNN, Face
+from ferkit.inference.faces import (
+    DEFAULT_MIN_FACE,
+    DEFAULT_THRESHOLDS,
+    MTCNN,
+    Face,
+    check_detector_options,
+    stage_thresholds,
+)
 from ferkit.inference.images import downscale_for_detection, read_image, to_rgb_array
 from ferkit.inference.onnx_backend import OnnxNet
 from ferkit.inference.prior import Prior, adjust_logits
@@ -100,10 +108,18 @@ class Predictor:
         'happiness'
         >>> Predictor.from_onnx("model.onnx").predict(["face.png"])[0]["label"]
         'happiness'
+
+    Detector knobs (also keyword arguments of the ``from_*`` constructors): ``min_face``, the
+    smallest face side in pixels it looks for (default 20; larger is faster), ``det_threshold``,
+    the face probability a detection needs (default 0.7), and ``detector_backend`` ("auto",
+    "torch" or "onnx").
     """
 
     def __init__(self, net: TorchNet | OnnxNet, meta: dict[str, Any], batch_size: int = 64,
-                 detect_max_side: int = 1600) -> None:
+                 detect_max_side: int = 1600, min_face: float = DEFAULT_MIN_FACE,
+                 det_threshold: float = DEFAULT_THRESHOLDS[2], detector_backend: str = "auto",
+                 threads: int | None = None) -> None:
+        check_detector_options(min_face, det_threshold)
         self.net = net
         self.backend: str = net.backend
         self.meta = meta
@@ -117,6 +133,10 @@ class Predictor:
         self.template = template_from_meta(meta)
         self.batch_size = batch_size
         self.detect_max_side = detect_max_side
+        self.min_face = min_face
+        self.det_threshold = det_threshold
+        self.detector_backend = detector_backend
+        self.threads = threads
         self._detector: MTCNN | None = None
 
     @property
@@ -129,7 +149,8 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", warn_synthetic: bool = True,
-                        backend: str = "torch", threads: int | None = None) -> Predictor:
+                        backend: str = "torch", threads: int | None = None, **detector: Any
+                        ) -> Predictor:
         """Rebuild the method from the checkpoint's metadata and load its weights strictly.
 
         Args:
@@ -139,12 +160,14 @@ class Predictor:
             device: torch device ("auto": cuda when available); onnxruntime runs on the CPU.
             warn_synthetic: warn when the model was trained on ferkit's synthetic data.
             backend: "torch" or "onnx".
-            threads: onnxruntime intra-op threads (onnx backend; None = all cores).
+            threads: onnxruntime intra-op threads (classifier with the onnx backend, and the face
+                detector; None = all cores).
+            **detector: ``min_face``, ``det_threshold``, ``detector_backend`` (see the class).
         """
         if backend not in ("torch", "onnx"):
             raise ValueError(f"unknown backend '{backend}'; use 'torch' or 'onnx'")
         if backend == "onnx":
-            return cls._onnx_from_any(Path(path), threads, warn_synthetic)
+            return cls._onnx_from_any(Path(path), threads, warn_synthetic, **detector)
         if Path(path).suffix == ".onnx":
             raise ValueError(f"{path} is an ONNX file; load it with backend='onnx' "
                              "(CLI: --backend onnx) or Predictor.from_onnx")
@@ -159,44 +182,50 @@ class Predictor:
         method = create_method(meta["method"], model, meta["class_counts"], meta["num_samples"],
                                meta.get("method_params"))
         load_weights(method, ckpt)
-        return cls(TorchNet(method, resolve_device(device)), meta)
+        return cls(TorchNet(method, resolve_device(device)), meta, threads=threads, **detector)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, threads: int | None = None, warn_synthetic: bool = True
-                  ) -> Predictor:
-        """Load a ``.onnx`` file written by ``ferkit export`` on onnxruntime (CPU)."""
+    def from_onnx(cls, path: str | Path, threads: int | None = None, warn_synthetic: bool = True,
+                  **detector: Any) -> Predictor:
+        """Load a ``.onnx`` file written by ``ferkit export`` on onnxruntime (CPU); ``detector``:
+        the detector knobs of the class."""
         net = OnnxNet(path, threads)
         if warn_synthetic:
             _warn_if_synthetic(net.meta, path)
-        return cls(net, net.meta)
+        return cls(net, net.meta, threads=threads, **detector)
 
     @classmethod
-    def _onnx_from_any(cls, path: Path, threads: int | None, warn_synthetic: bool) -> Predictor:
+    def _onnx_from_any(cls, path: Path, threads: int | None, warn_synthetic: bool, **detector: Any
+                       ) -> Predictor:
         if path.suffix == ".onnx":
-            return cls.from_onnx(path, threads, warn_synthetic)
+            return cls.from_onnx(path, threads, warn_synthetic, **detector)
         from ferkit.inference.export import export_onnx
 
         with tempfile.TemporaryDirectory(prefix="ferkit-onnx-") as tmp:
             onnx_path = export_onnx(path, Path(tmp) / "model.onnx").path
-            return cls.from_onnx(onnx_path, threads, warn_synthetic)  # the session keeps the model
+            # the session keeps the model after the folder is gone
+            return cls.from_onnx(onnx_path, threads, warn_synthetic, **detector)
 
     @classmethod
-    def from_pretrained(cls, device: str = "auto", backend: str = "torch", threads: int | None = None
-                        ) -> Predictor:
-        """The model shipped in the package (MobileNetV2 trained on FERPlus, see the model card)."""
+    def from_pretrained(cls, device: str = "auto", backend: str = "torch", threads: int | None = None,
+                        **detector: Any) -> Predictor:
+        """The model shipped in the package (MobileNetV2 trained on FERPlus, see the model card);
+        ``detector``: the detector knobs of the class."""
         path = pretrained_path()
         if not path.is_file():
             raise CheckpointError(
                 f"the packaged model {path} is missing (a source checkout without the weights "
                 "file, or a broken install). Reinstall ferkit, or pass a checkpoint: "
                 "Predictor.from_checkpoint(PATH) / ferkit predict -c PATH IMAGE")
-        return cls.from_checkpoint(path, device, backend=backend, threads=threads)
+        return cls.from_checkpoint(path, device, backend=backend, threads=threads, **detector)
 
     @property
     def detector(self) -> MTCNN:
         """The face detector, built on first use."""
         if self._detector is None:
-            self._detector = MTCNN.from_package(device=self.device)
+            self._detector = MTCNN.from_package(
+                device=self.device, backend=self.detector_backend, threads=self.threads,
+                min_face_size=self.min_face, thresholds=stage_thresholds(self.det_threshold))
         return self._detector
 
     def to_batch(self, images: Sequence[ImageInput]) -> torch.Tensor:

@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ferkit.cam import normalized_cams
+from ferkit.inference.faces import DEFAULT_MIN_FACE, DEFAULT_THRESHOLDS
 from ferkit.inference.predictor import Predictor
 from ferkit.inference.tracking import LiveTracks
 
@@ -233,14 +234,18 @@ def create_app(predictor: Predictor, max_upload_bytes: int = 10_000_000) -> Any:
 
 def run_server(checkpoint: str | None, host: str = "127.0.0.1", port: int = 8000,
                backend: str = "torch", device: str = "auto", max_upload_mb: float = 10.0,
-               threads: int | None = None) -> None:
-    """Load the model once and serve the page with uvicorn (blocks until stopped)."""
+               threads: int | None = None, min_face: float = DEFAULT_MIN_FACE,
+               det_threshold: float = DEFAULT_THRESHOLDS[2]) -> None:
+    """Load the model and the face detector once and serve the page with uvicorn (blocks until
+    stopped); ``min_face`` and ``det_threshold`` are the detector knobs of :class:`Predictor`."""
     _starlette()
     import uvicorn
 
-    options = {"device": device, "backend": backend, "threads": threads}
+    options = {"device": device, "backend": backend, "threads": threads, "min_face": min_face,
+               "det_threshold": det_threshold}
     predictor = (Predictor.from_pretrained(**options) if checkpoint is None
                  else Predictor.from_checkpoint(checkpoint, **options))
+    predictor.detector  # noqa: B018  (built now: the first request does not wait for it)
     app = create_app(predictor, int(max_upload_mb * 1e6))
     print(f"ferkit serve: {predictor.meta.get('backbone')} ({predictor.backend}) on "
           f"http://{host}:{port}/  (Ctrl+C stops)")
