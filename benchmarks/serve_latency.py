@@ -96,7 +96,7 @@ def latencies(predictors: dict[str, Predictor], photo: bytes, repeats: int) -> d
     for name, predictor in predictors.items():
         faces = predictor.predict_photo(decode_upload(photo))
         assert len(faces) == 1, f"expected one face in the benchmark photo, found {len(faces)}"
-        rows[name]["label"] = faces[0]["label"]
+        rows[name]["label"] = faces[0].label
     fns = {name: (lambda p=p: p.predict_photo(decode_upload(photo))) for name, p in predictors.items()}
     for name, ms in interleaved_ms(fns, max(5, repeats // 2)).items():
         rows[name]["photo"] = ms

@@ -59,6 +59,14 @@ def test_expand_inputs(tmp_path: Path) -> None:
     assert [p.name for p in expand_inputs([str(tmp_path)])] == ["a.JPG", "b.png"]
     assert [p.name for p in expand_inputs([str(tmp_path / "**" / "*.png")])] == ["b.png", "c.png"]
     assert list(expand_inputs(["missing.png"])) == [Path("missing.png")]
+    # what a folder holds besides images is named, not passed over in silence
+    skipped: list[Path] = []
+    assert [p.name for p in expand_inputs([str(tmp_path)], skipped=skipped)] == ["a.JPG", "b.png"]
+    assert [p.name for p in skipped] == ["readme.txt", "sub"]
+    skipped.clear()
+    found = list(expand_inputs([str(tmp_path)], recursive=True, skipped=skipped))
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.JPG", "b.png", "sub/c.png"]
+    assert [p.name for p in skipped] == ["readme.txt"]
 
 
 def test_downscale_for_detection() -> None:

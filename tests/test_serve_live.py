@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from tests.test_serve import client, live_server, png_bytes, predictor, skimage_data  # noqa: F401
 
+from ferkit.inference.results import FaceResult
 from ferkit.inference.tracking import LiveTracks
 
 
@@ -31,7 +32,7 @@ def test_live_frames_carry_track_ids_per_session(client) -> None:  # noqa: F811
     # another session has its own ids; a photo (no live) has no track and keeps its attention map
     assert post(client, astronaut, "tab-2").json()["faces"][0]["track"] == 1
     photo = post(client, astronaut, None).json()["faces"][0]
-    assert "track" not in photo and photo["attention"].startswith("data:image/png;base64,")
+    assert photo["track"] is None and photo["attention"].startswith("data:image/png;base64,")
 
 
 def test_bad_live_session_is_refused(client) -> None:  # noqa: F811
@@ -44,10 +45,10 @@ def test_bad_live_session_is_refused(client) -> None:  # noqa: F811
 def test_live_sessions_are_bounded_and_timed_by_the_clock() -> None:
     times = iter([0.0, 0.1, 5.0])
     tracks = LiveTracks(max_sessions=2, now=lambda: next(times))
-    faces = [{"box": [0, 0, 10, 10]}]
+    faces = [FaceResult("happiness", 1.0, {"happiness": 1.0}, box=(0, 0, 10, 10))]
     tracks.assign("a", faces)
     tracks.assign("b", faces)
-    assert faces[0]["track"] == 1 and list(tracks.sessions) == ["a", "b"]
+    assert faces[0].track == 1 and list(tracks.sessions) == ["a", "b"]
     tracks.assign("c", faces)  # 5 s later in a third session: "a", the least recently used, goes
     assert list(tracks.sessions) == ["b", "c"]
 

@@ -173,7 +173,7 @@ def test_cli_video_rows_summary_and_annotated_video(tiny_checkpoint: Path, clip:
     table = list(csv.reader(io.StringIO(out)))
     header, rows = table[0], [dict(zip(table[0], row)) for row in table[1:]]
     assert all(len(row) == len(header) for row in table)  # rectangular
-    assert header[:6] == ["image", "status", "face", "frame", "time", "track"]
+    assert header[:7] == ["image", "status", "error", "face", "frame", "time", "track"]
     by_file: dict[str, list[dict]] = {}
     for row in rows:
         by_file.setdefault(Path(row["image"]).name, []).append(row)
@@ -187,10 +187,11 @@ def test_cli_video_rows_summary_and_annotated_video(tiny_checkpoint: Path, clip:
     assert {int(r["frame"]) for r in scene_rows} == set(range(0, FRAMES, 2))
     # bad files: reported like a bad photo, after the rows they gave
     assert by_file["empty.mp4"] == [by_file["empty.mp4"][0]]
-    assert by_file["empty.mp4"][0]["status"].startswith("error: not a readable video")
-    assert by_file["notes.mov"][0]["status"].startswith("error: not a readable video")
+    assert by_file["empty.mp4"][0]["status"] == "error"
+    assert by_file["empty.mp4"][0]["error"].startswith("not a readable video")
+    assert by_file["notes.mov"][0]["error"].startswith("not a readable video")
     for name in ("cut.mp4", "cut.mkv"):
-        assert "truncated" in by_file[name][-1]["status"]
+        assert "truncated" in by_file[name][-1]["error"]
         assert len(by_file[name]) > 1 and by_file[name][0]["frame"] == "0"
     for name in ("empty.mp4", "notes.mov", "cut.mp4", "cut.mkv"):
         assert f"{folder / name}: skipped: " in err
@@ -227,7 +228,7 @@ def test_cli_table_and_jsonl_on_a_video(tiny_checkpoint: Path, clip: Path, capsy
                               "--end", "1.2"], capsys)
     lines = out.splitlines()
     assert code == 0, err
-    assert lines[1].startswith(f"{clip} 1.00s") and lines[1].split()[2] in ("#1", "#2")
+    assert lines[1].endswith(f"{clip} 1.00s") and lines[1].split()[0] in ("#1", "#2")
     assert lines[-3] == f"{clip}: 2 tracks"
     assert lines[-2].startswith("  track   1:     1.00s to     1.20s (3 frames), mostly ")
     code, out, _ = run_cli(["predict", "-c", str(tiny_checkpoint), str(clip), "--fps", "2", "--end", "1",

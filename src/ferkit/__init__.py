@@ -1,7 +1,8 @@
 """ferkit: facial expression recognition on imbalanced data.
 
-Public API: :func:`train`, :func:`evaluate`, :class:`Predictor`, :func:`load_config`, and the
-registries of datasets, backbones and methods.
+Public API: :func:`train`, :func:`evaluate`, :class:`Predictor` (with its typed answers
+:class:`Prediction` and :class:`FaceResult`, and :func:`annotate` to draw them), :func:`load_config`,
+and the registries of datasets, backbones and methods.
 
 The names are resolved on first use (PEP 562), so ``import ferkit`` and ``ferkit --help`` do not
 import torch; ``from ferkit import Predictor`` works as before.
@@ -18,7 +19,8 @@ from ferkit._version import __version__
 _LAZY = {
     "train": "ferkit.api", "evaluate": "ferkit.api",
     "RunConfig": "ferkit.config", "load_config": "ferkit.checks",
-    "DATASETS": "ferkit.data", "Predictor": "ferkit.inference",
+    "DATASETS": "ferkit.data", "Predictor": "ferkit.inference", "annotate": "ferkit.inference",
+    "FaceResult": "ferkit.inference", "Prediction": "ferkit.inference",
     "METHODS": "ferkit.methods", "BACKBONES": "ferkit.models",
 }
 
@@ -27,12 +29,12 @@ if TYPE_CHECKING:
     from ferkit.checks import load_config
     from ferkit.config import RunConfig
     from ferkit.data import DATASETS
-    from ferkit.inference import Predictor
+    from ferkit.inference import FaceResult, Prediction, Predictor, annotate
     from ferkit.methods import METHODS
     from ferkit.models import BACKBONES
 
-__all__ = ["BACKBONES", "DATASETS", "METHODS", "Predictor", "RunConfig", "__version__",
-           "evaluate", "load_config", "train"]
+__all__ = ["BACKBONES", "DATASETS", "METHODS", "FaceResult", "Prediction", "Predictor", "RunConfig",
+           "__version__", "annotate", "evaluate", "load_config", "train"]
 
 
 def __getattr__(name: str) -> Any:

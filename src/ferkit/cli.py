@@ -119,15 +119,19 @@ def _predict(args: argparse.Namespace) -> int:
     predictor.batch_size = args.batch_size
     common = {"detect": not args.no_detect, "prior": prior, "tau": args.tau,
               "annotate_dir": args.annotate}
+    skipped: list[Path] = []
     with open(args.summary, "w") if args.summary else nullcontext() as summary_file:
         results = (predict_webcam(predictor, args.webcam, video, summary_file=summary_file, **common)
                    if args.webcam is not None else
                    predict_media(predictor, images, video, batch_size=args.batch_size,
                                  cam_dir=args.cam_dir, cam_mirror=args.cam_mirror,
-                                 summary_file=summary_file, **common))
-        read, failed = write_results(results, predictor.class_names, "jsonl" if args.json else args.format)
-    if read == 0:
-        print(f"error: no image could be read ({failed} unreadable input(s))", file=sys.stderr)
+                                 summary_file=summary_file, recursive=args.recursive,
+                                 skipped=skipped, **common))
+        tally = write_results(results, predictor.class_names, "jsonl" if args.json else args.format)
+    print(tally.line(skipped), file=sys.stderr)
+    if tally.read == 0:
+        print(f"error: no image could be read ({len(tally.unreadable)} unreadable input(s))",
+              file=sys.stderr)
         return 1
     return 0
 
@@ -268,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
         "it. Exit status: 0 when at least one image was read (images without a face included), 1 "
         "when no input could be read, 2 for a usage or checkpoint error.")
     p.add_argument("images", nargs="*", help="image and video files, folders and glob patterns")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="search folders' subfolders too (default: only the folder itself; "
+                   "subfolders and other files left out are named in the summary line)")
     p.add_argument("-c", "--checkpoint", help="a ferkit checkpoint (default: the packaged model)")
     p.add_argument("--format", default="table", choices=("table", "jsonl", "csv"),
                    help="output: a readable table (default), JSON lines or CSV (with landmarks)")

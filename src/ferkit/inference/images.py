@@ -59,16 +59,25 @@ def read_image(path: str | Path) -> np.ndarray:
         raise ImageReadError(f"{path}: not a readable image ({err})") from err
 
 
-def expand_inputs(inputs: Sequence[str], suffixes: Sequence[str] = IMAGE_SUFFIXES) -> Iterator[Path]:
-    """Files, folders (their files with one of ``suffixes``, sorted, not recursive) and glob
-    patterns -> paths.
+def expand_inputs(inputs: Sequence[str], suffixes: Sequence[str] = IMAGE_SUFFIXES,
+                  recursive: bool = False, skipped: list[Path] | None = None) -> Iterator[Path]:
+    """Files, folders and glob patterns -> paths, sorted within each folder or pattern.
 
+    A folder gives its files with one of ``suffixes`` (default :data:`IMAGE_SUFFIXES`), and with
+    ``recursive`` those of all its subfolders. Its other files, and its subfolders when not
+    ``recursive``, are appended to ``skipped`` (when given) so they can be named instead of passed
+    over in silence.
     A name that matches nothing is yielded as is, so the reader reports it as missing.
     """
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
+            entries = sorted(path.rglob("*") if recursive else path.iterdir())
+            for entry in entries:
+                if entry.is_file() and entry.suffix.lower() in suffixes:
+                    yield entry
+                elif skipped is not None and not (recursive and entry.is_dir()):
+                    skipped.append(entry)
         elif not path.exists() and glob.has_magic(item):
             yield from sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
         else:

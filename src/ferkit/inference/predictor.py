@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -45,17 +45,26 @@ from ferkit.inference.faces import (
 from ferkit.inference.images import downscale_for_detection, read_image, to_rgb_array
 from ferkit.inference.onnx_backend import OnnxNet
 from ferkit.inference.prior import Prior, adjust_logits
+from ferkit.inference.results import FaceResult, Prediction, small_face_note
 from ferkit.inference.video import FrameResult, VideoOptions, VideoSource, predict_frames
 from ferkit.methods import METHODS, Method, create_method
 from ferkit.models import build_classifier
 
 ImageInput = str | Path | Image.Image | np.ndarray
+SingleImage = str | Path | Image.Image  # or an array [H, W] / [H, W, 3]: see _is_single
 PRETRAINED = "weights/ferplus_mobilenet_v2.safetensors"
 
 
 def pretrained_path() -> Path:
     """Where the packaged model lives (it may be absent in a source checkout)."""
     return Path(str(resources.files("ferkit.inference").joinpath(PRETRAINED)))
+
+
+def _is_single(images: object) -> bool:
+    """One image (a path, a Pillow image, a 2-D or 3-D array) rather than a sequence of them."""
+    if isinstance(images, (str, Path, Image.Image)):
+        return True
+    return isinstance(images, np.ndarray) and images.ndim in (2, 3)
 
 
 def as_rgb(image: ImageInput) -> np.ndarray:
@@ -104,9 +113,10 @@ class Predictor:
 
     Example:
         >>> predictor = Predictor.from_pretrained()
-        >>> predictor.predict_photo("astronaut.png")[0]["label"]
-        'happiness'
-        >>> Predictor.from_onnx("model.onnx").predict(["face.png"])[0]["label"]
+        >>> face = predictor.predict_photo("astronaut.png")[0]
+        >>> face.face, face.label, [round(v) for v in face.box]
+        (1, 'happiness', [178, 58, 268, 173])
+        >>> Predictor.from_onnx("model.onnx").predict("face.png").label
         'happiness'
 
     Detector knobs (also keyword arguments of the ``from_*`` constructors): ``min_face``, the
@@ -138,6 +148,13 @@ class Predictor:
         self.detector_backend = detector_backend
         self.threads = threads
         self._detector: MTCNN | None = None
+
+    def __repr__(self) -> str:
+        meta = self.meta
+        return (f"Predictor({meta.get('backbone')} / {meta.get('method')} trained on "
+                f"{meta.get('dataset')}, {len(self.class_names)} classes "
+                f"({', '.join(self.class_names)}), input {self.image_size}x{self.image_size}, "
+                f"backend={self.backend}, device={self.device})")
 
     @property
     def method(self) -> Method:
@@ -277,15 +294,37 @@ class Predictor:
         logits = torch.cat(parts) if parts else torch.zeros(0, len(self.class_names))
         return adjust_logits(logits, self.class_counts, prior, tau)
 
-    def describe(self, probs: torch.Tensor) -> list[dict[str, Any]]:
-        """``[B, K]`` probabilities -> label, confidence and all probabilities per row."""
-        return [{"label": self.class_names[int(p.argmax())], "confidence": float(p.max()),
-                 "probabilities": {n: float(v) for n, v in zip(self.class_names, p)}} for p in probs]
+    def describe(self, probs: torch.Tensor) -> list[Prediction]:
+        """``[B, K]`` probabilities -> a :class:`Prediction` (label, confidence, all
+        probabilities) per row."""
+        return [Prediction(self.class_names[int(p.argmax())], float(p.max()),
+                           {n: float(v) for n, v in zip(self.class_names, p)}) for p in probs]
 
+    @overload
+    def predict(self, images: SingleImage, prior: Prior = "train", tau: float = 1.0) -> Prediction: ...
+
+    @overload
     def predict(self, images: Sequence[ImageInput], prior: Prior = "train", tau: float = 1.0
-                ) -> list[dict[str, Any]]:
-        """Predicted expression and class probabilities for each face crop."""
-        return self.describe(self.logits(images, prior, tau).softmax(dim=1))
+                ) -> list[Prediction]: ...
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], prior: Prior = "train",
+                tau: float = 1.0) -> Prediction | list[Prediction]:
+        """The expression of face crops (each whole image is one face; no detection).
+
+        Args:
+            images: one image or a sequence of them; an image is a file path, a Pillow image or a
+                uint8 array ``[H, W]`` / ``[H, W, 3]`` (a ``[B, H, W, 3]`` array is a batch).
+            prior: the class prior to assume at deployment: ``"train"`` (the model as trained),
+                ``"uniform"`` (every expression equally likely) or K class frequencies
+                (post-hoc logit adjustment, see docs/prior.md).
+            tau: strength of the prior adjustment (0: none, 1: the full adjustment).
+
+        Returns:
+            One :class:`Prediction` for a single image, a list for a sequence.
+        """
+        if _is_single(images):
+            return self.predict([images], prior, tau)[0]  # type: ignore[list-item]
+        return self.describe(self.logits(images, prior, tau).softmax(dim=1))  # type: ignore[arg-type]
 
     def find_faces(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB photo, in reading order (rows top to bottom, left to right), boxes
@@ -308,27 +347,45 @@ class Predictor:
         return found, [align_face(rgb, f.landmarks, self.template, self.image_size) for f in found]
 
     def predict_photos(self, images: Sequence[ImageInput], detect: bool = True, prior: Prior = "train",
-                       tau: float = 1.0) -> list[list[dict[str, Any]]]:
+                       tau: float = 1.0) -> list[list[FaceResult]]:
         """:meth:`predict_photo` for several images, classifying all their faces in batches."""
         return self.classify_faces([self.face_crops(image, detect) for image in images], prior, tau)
 
     def classify_faces(self, per_image: Sequence[tuple[list[Face], list[np.ndarray]]],
-                       prior: Prior = "train", tau: float = 1.0) -> list[list[dict[str, Any]]]:
-        """Results of :meth:`face_crops` for several images -> one list of face dicts per image."""
+                       prior: Prior = "train", tau: float = 1.0) -> list[list[FaceResult]]:
+        """Results of :meth:`face_crops` for several images -> one list of faces per image."""
         crops = [crop for _, image_crops in per_image for crop in image_crops]
         answers = iter(self.predict(crops, prior, tau)) if crops else iter(())
         results = []
         for found, _ in per_image:
-            results.append([{"face": number, "box": [round(v, 2) for v in f.box],
-                             "landmarks": None if f.landmarks is None else f.landmarks.round(2).tolist(),
-                             "score": f.score, **next(answers)} for number, f in enumerate(found, 1)])
+            faces = []
+            for number, f in enumerate(found, 1):
+                answer = next(answers)
+                box = tuple(float(v) for v in f.box)
+                faces.append(FaceResult(
+                    answer.label, answer.confidence, answer.probabilities, face=number, box=box,
+                    landmarks=None if f.landmarks is None else np.asarray(f.landmarks, np.float64).tolist(),
+                    score=None if f.score is None else float(f.score),
+                    note=small_face_note(box, self.image_size) if f.score is not None else None))
+            results.append(faces)
         return results
 
     def predict_photo(self, image: ImageInput, detect: bool = True, prior: Prior = "train",
-                      tau: float = 1.0) -> list[dict[str, Any]]:
-        """Every face in a photo: box, landmarks, detector score, label, confidence, probabilities.
+                      tau: float = 1.0) -> list[FaceResult]:
+        """Every face in a photo: detected (MTCNN), aligned to the training crops' geometry and
+        classified.
 
-        An empty list when no face was found.
+        Args:
+            image: a file path, a Pillow image or a uint8 array ``[H, W]`` / ``[H, W, 3]`` (RGB).
+            detect: False treats the whole image as one face crop (box = the image, no landmarks).
+            prior: the class prior to assume at deployment (``"train"``, ``"uniform"`` or K class
+                frequencies; see :meth:`predict`).
+            tau: strength of the prior adjustment.
+
+        Returns:
+            One :class:`FaceResult` per face (number, box, landmarks, detector score, label,
+            confidence, probabilities, note), numbered in reading order; an empty list when no
+            face was found.
         """
         return self.predict_photos([image], detect, prior, tau)[0]
 

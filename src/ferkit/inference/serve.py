@@ -126,11 +126,11 @@ class FacePage:
             faces = self.predictor.classify_faces([(found, crops)], prior)[0]
             if live is not None:
                 self.live.assign(live, faces)
-            overlays = (self.overlays(crops, [face["label"] for face in faces])
+            overlays = (self.overlays(crops, [face.label for face in faces])
                         if self.predictor.has_cams and crops and live is None else [None] * len(faces))
-        for face, overlay in zip(faces, overlays):
-            face["attention"] = overlay  # None: the model's maps would show nothing
-        return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": faces,
+        # attention None: the model's maps would show nothing (or a live frame: not drawn)
+        answers = [{**face.to_dict(), "attention": overlay} for face, overlay in zip(faces, overlays)]
+        return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": answers,
                 "prior": prior, "backend": self.predictor.backend,
                 "elapsed_ms": round(1000 * (time.perf_counter() - start), 1)}
 

@@ -20,9 +20,12 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ferkit.inference.results import FaceResult
 
 Box = Sequence[float]  # x1, y1, x2, y2
 SMOOTHING_FORMS = "'ema:ALPHA' (0 < ALPHA <= 1) or 'window:N' (N >= 1 frames)"
@@ -126,14 +129,14 @@ class LiveTracks:
         self.sessions: OrderedDict[str, Tracker] = OrderedDict()
         self.max_sessions, self.now = max_sessions, now
 
-    def assign(self, session: str, faces: list[dict[str, Any]]) -> None:
-        """Set ``face["track"]`` on each face of the session's newest frame."""
+    def assign(self, session: str, faces: Sequence[FaceResult]) -> None:
+        """Set ``face.track`` on each face of the session's newest frame."""
         tracker = self.sessions.pop(session, None) or Tracker()
         self.sessions[session] = tracker
         while len(self.sessions) > self.max_sessions:
             self.sessions.popitem(last=False)
-        for face, track_id in zip(faces, tracker.update([face["box"] for face in faces], self.now())):
-            face["track"] = track_id
+        for face, track_id in zip(faces, tracker.update([face.box for face in faces], self.now())):
+            face.track = track_id
 
 
 @dataclass(frozen=True)
@@ -205,13 +208,13 @@ class TrackLog:
         self.class_names = tuple(class_names)
         self.tracks: dict[int, TrackStats] = {}
 
-    def add(self, frame: int, time: float, faces: Sequence[dict[str, Any]]) -> None:
+    def add(self, frame: int, time: float, faces: Sequence[FaceResult]) -> None:
         for face in faces:
-            if face.get("track") is None:
+            if face.track is None:
                 continue
-            stats = self.tracks.setdefault(face["track"], TrackStats(frame, time))
+            stats = self.tracks.setdefault(face.track, TrackStats(frame, time))
             stats.last_frame, stats.last_time = frame, time
-            stats.labels[face["label"]] += 1
+            stats.labels[face.label] += 1
 
     def summary(self) -> list[dict[str, Any]]:
         """One dict per track: first/last frame and time, duration (first to last sighting, in

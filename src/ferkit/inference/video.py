@@ -24,6 +24,7 @@ from ferkit.inference.tracking import Smoothing, Tracker, TrackSmoother
 
 if TYPE_CHECKING:
     from ferkit.inference.predictor import Predictor
+    from ferkit.inference.results import FaceResult
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv",
                   ".3gp", ".ts", ".mts", ".ogv", ".y4m")
@@ -231,7 +232,7 @@ class FrameResult:
 
     index: int
     time: float
-    faces: list[dict[str, Any]]
+    faces: list[FaceResult]
     image: np.ndarray  # [H, W, 3] uint8, the decoded frame
 
 
@@ -240,9 +241,9 @@ def predict_frames(predictor: Predictor, frames: Iterable[Frame], options: Video
                    batch_size: int = 8) -> Iterator[FrameResult]:
     """Detect, classify, track (and smooth) the faces of ``frames``, ``batch_size`` at a time.
 
-    Each face dict is the photo one (box, landmarks, score, label, confidence, probabilities)
-    with ``track`` first (None when tracking is off); with smoothing, label, confidence and
-    probabilities are the smoothed values.
+    Each face is the photo's :class:`~ferkit.inference.results.FaceResult` with ``track`` set
+    (None when tracking is off); with smoothing, label, confidence and probabilities are the
+    smoothed values.
     """
     options = options or VideoOptions()
     tracker = Tracker(max_gap=options.max_gap) if options.track else None
@@ -252,12 +253,15 @@ def predict_frames(predictor: Predictor, frames: Iterable[Frame], options: Video
     while chunk := list(islice(iterator, batch_size)):
         per_image = [predictor.face_crops(frame.image, detect) for frame in chunk]
         for frame, faces in zip(chunk, predictor.classify_faces(per_image, prior, tau)):
-            ids = tracker.update([face["box"] for face in faces], frame.time) if tracker else []
-            faces = [{"track": ids[i] if tracker else None, **face} for i, face in enumerate(faces)]
+            ids = tracker.update([face.box for face in faces], frame.time) if tracker else []
+            for face, track_id in zip(faces, ids):
+                face.track = track_id
             if smoother is not None and tracker is not None:
                 for face in faces:
-                    probs = np.array([face["probabilities"][n] for n in predictor.class_names])
-                    face.update(predictor.describe([smoother(face["track"], probs)])[0])
+                    probs = np.array([face.probabilities[n] for n in predictor.class_names])
+                    smoothed = predictor.describe([smoother(face.track, probs)])[0]
+                    face.label, face.confidence = smoothed.label, smoothed.confidence
+                    face.probabilities = smoothed.probabilities
                 smoother.keep_only(tracker.active_ids())
             yield FrameResult(frame.index, frame.time, faces, frame.image)
     if getattr(frames, "error", None) is not None:

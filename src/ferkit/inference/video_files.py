@@ -39,13 +39,16 @@ def predict_media(
     predictor: Predictor, inputs: Sequence[str], video: VideoOptions | None = None,
     detect: bool = True, prior: Prior = "train", tau: float = 1.0, batch_size: int = 8,
     annotate_dir: str | Path | None = None, cam_dir: str | Path | None = None,
-    cam_mirror: bool = False, summary_file: TextIO | None = None,
+    cam_mirror: bool = False, summary_file: TextIO | None = None, recursive: bool = False,
+    skipped: list[Path] | None = None,
 ) -> Iterator[ImageResult]:
     """One :class:`ImageResult` per photo and per processed video frame, in input order, and a
     summary result (``tracks`` set) after each video; ``summary_file`` also receives each
-    track's summary as a JSON line. ``annotate_dir`` gets annotated photos and videos."""
+    track's summary as a JSON line. ``annotate_dir`` gets annotated photos and videos. Folders
+    are searched as :func:`~ferkit.inference.images.expand_inputs` says (``recursive``,
+    ``skipped``)."""
     options = video or VideoOptions()
-    paths = expand_inputs(inputs, IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    paths = expand_inputs(inputs, IMAGE_SUFFIXES + VIDEO_SUFFIXES, recursive, skipped)
     for videos, group in groupby(paths, key=is_video):
         if not videos:
             yield from predict_files(predictor, [str(p) for p in group], detect, prior, tau,
