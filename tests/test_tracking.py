@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ferkit.inference.results import FaceResult
 from ferkit.inference.tracking import (
     Smoothing,
     Tracker,
@@ -87,9 +88,12 @@ def test_smoothers_by_hand() -> None:
 def test_summary_by_hand() -> None:
     log = TrackLog(["happy", "sad", "calm"])
     labels = ["happy", "sad", "happy", "happy"]
+    def face(track: int | None, label: str) -> FaceResult:
+        return FaceResult(label, 1.0, {label: 1.0}, track=track)
+
     for frame, label in enumerate(labels):
-        log.add(2 * frame, 0.2 * frame, [{"track": 1, "label": label}, {"track": None, "label": "sad"}])
-    log.add(9, 0.9, [{"track": 4, "label": "calm"}])
+        log.add(2 * frame, 0.2 * frame, [face(1, label), face(None, "sad")])
+    log.add(9, 0.9, [face(4, "calm")])
     rows = log.summary()
     assert rows[0] == {"track": 1, "first_frame": 0, "last_frame": 6, "start": 0.0, "end": 0.6,
                        "duration": 0.6, "frames": 4, "dominant": "happy",
