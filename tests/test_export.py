@@ -91,7 +91,7 @@ def test_methods_with_their_own_head_export_logits_only(tmp_path: Path) -> None:
     images = crops(3)
     assert float((onnx_pred.logits(images) - torch_pred.logits(images)).abs().max()) < 1e-4
     with pytest.raises(ValueError, match="own head"):
-        onnx_pred.net.cams(onnx_pred.normalise(onnx_pred.load(images)))
+        onnx_pred.net.cams(onnx_pred.normalise(onnx_pred.to_batch(images)))
     with pytest.raises(ValueError, match="does not classify with the linear head"):
         onnx_pred.cams(images)
 

@@ -21,10 +21,9 @@ from ferkit.data import (
 from ferkit.data.cache import cached_images, resolve_cache_dir
 from ferkit.data.check import describe
 from ferkit.data.loader import BatchLoader
-from ferkit.engine.checkpoint import atomic_write_text
-from ferkit.engine.evaluate import amp_dtype
+from ferkit.engine.checkpoint import atomic_write_text, load_model
+from ferkit.engine.evaluate import amp_dtype, resolve_device
 from ferkit.engine.evaluate import evaluate as evaluate_loader
-from ferkit.inference import Predictor
 from ferkit.metrics import markdown_report
 
 
@@ -56,17 +55,19 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a dataset: overall / mean class / per-class accuracy, macro-F1 and
     the confusion matrix."""
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, warn_synthetic=False)
-    if tuple(dataset.class_names) != tuple(predictor.class_names):
+    torch_device = resolve_device(device)
+    loaded = load_model(checkpoint, torch_device)
+    class_names = tuple(loaded.meta["class_names"])
+    if tuple(dataset.class_names) != class_names:
         raise DatasetError(f"dataset classes {list(dataset.class_names)} differ from the "
-                           f"checkpoint's {list(predictor.class_names)}; set num_classes to "
-                           f"{len(predictor.class_names)}")
+                           f"checkpoint's {list(class_names)}; set num_classes to "
+                           f"{len(class_names)}")
     cache = resolve_cache_dir(data_cfg.cache_dir if data_cfg else None)
-    images = cached_images(dataset, predictor.image_size, cache)
+    images = cached_images(dataset, loaded.meta["image_size"], cache)
     loader = BatchLoader(images, dataset.labels, batch_size)
-    return evaluate_loader(predictor.method.predict, loader, predictor.class_names,
-                           predictor.device, predictor.mean, predictor.std,
-                           amp_dtype(predictor.device, "auto"))
+    return evaluate_loader(loaded.method.predict, loader, class_names, torch_device,
+                           tuple(loaded.meta["mean"]), tuple(loaded.meta["std"]),
+                           amp_dtype(torch_device, "auto"))
 
 
 def evaluate_split(

@@ -38,6 +38,8 @@ from typing import Any
 import yaml
 
 from ferkit.config import ConfigError, RunConfig, to_dict
+from ferkit.engine.checkpoint import CheckpointError, read_meta
+from ferkit.methods import METHODS, resolved_method_params
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,6 @@ def config_changes(stored: dict[str, Any], current: RunConfig,
 
 
 def _resolved(name: Any, params: Any) -> Any:
-    from ferkit.methods import resolved_method_params
-
     if not isinstance(name, str) or not isinstance(params, (dict, type(None))):
         return params
     return json.loads(json.dumps(resolved_method_params(name, params)))
@@ -95,13 +95,9 @@ def _resolved(name: Any, params: Any) -> Any:
 
 def _last_meta(path: Path) -> dict[str, Any]:
     """The metadata of a ``last.safetensors`` (header only), or a RunFolderError naming it."""
-    from safetensors import safe_open
-
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            meta = json.loads((handle.metadata() or {})["ferkit"])
-        return meta if isinstance(meta, dict) else {}
-    except Exception as err:  # truncated, not safetensors, no or broken ferkit metadata
+        return read_meta(path)
+    except CheckpointError as err:  # truncated, not safetensors, no or broken ferkit metadata
         raise RunFolderError(
             f"cannot resume from {path}: the file is damaged or not a ferkit checkpoint "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no detail'}). "
@@ -130,8 +126,6 @@ def stored_config(run_dir: Path) -> dict[str, Any] | None:
 
 def _epoch_problem(stored: dict[str, Any], cfg: RunConfig, run_dir: Path) -> str | None:
     """Why ``train.epochs`` may not change here, or None."""
-    from ferkit.methods import METHODS
-
     old = flatten(stored).get("train.epochs", RunConfig().train.epochs)
     if old == cfg.train.epochs:
         return None

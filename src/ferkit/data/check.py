@@ -14,6 +14,7 @@ import numpy as np
 
 from ferkit.data.base import DatasetError, FERDataset
 from ferkit.data.imbalance import imbalance_counts
+from ferkit.data.registry import DATASETS
 from ferkit.data.splits import SPLITS, SplitNotAvailable, missing_files
 
 
@@ -44,8 +45,6 @@ def describe(
     Raises:
         DatasetError: the label files cannot be read at all (no split could be built).
     """
-    from ferkit.data import DATASETS  # here, not at the top: ferkit.data does not import check
-
     datasets: dict[str, FERDataset] = {}
     notes: dict[str, str] = {}
     for split in SPLITS:

@@ -30,15 +30,13 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ferkit.config import ConfigError, DataConfig
 from ferkit.data.base import DatasetError, FERDataset
 from ferkit.data.splits import SPLITS, check_split
 from ferkit.params import Param, check_params, signature_params
 from ferkit.registry import Registry, suggest
-
-if TYPE_CHECKING:  # ferkit.config imports ferkit.data (transforms): no runtime import here
-    from ferkit.config import DataConfig
 
 DATASETS: Registry[FERDataset] = Registry("dataset")
 
@@ -211,8 +209,6 @@ def dataset_options(cfg: DataConfig) -> dict[str, Any]:
     """
     errors = label_mode_errors(cfg)
     if errors:
-        from ferkit.config import ConfigError  # ferkit.config imports ferkit.data
-
         raise ConfigError("; ".join(errors))
     options = dict(cfg.options)
     if cfg.label_mode != "majority":

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ferkit.methods import Method, create_method
+from ferkit.models import build_classifier
 from ferkit.tempfiles import temp_path
 
 FORMAT_VERSION = 1
@@ -98,6 +100,39 @@ def save_checkpoint(
     return path
 
 
+def _checkpoint_file(path: Path | str) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (expected a ferkit .safetensors "
+                              "file, e.g. runs/NAME/best.safetensors)")
+    return path
+
+
+def _unreadable(path: Path, err: Exception) -> str:
+    return (f"cannot read checkpoint {path}: {err}. It is not a (complete) safetensors file: "
+            "pass a ferkit checkpoint such as runs/NAME/best.safetensors")
+
+
+def read_meta(path: Path | str, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The metadata of a ferkit checkpoint, from the file's header alone (no tensor is read).
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`.
+    """
+    path = _checkpoint_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw_meta = (handle.metadata() or {}).get("ferkit")
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(_unreadable(path, err)) from err
+    if raw_meta is None:
+        raise CheckpointError(f"{path} is a safetensors file but not a ferkit checkpoint "
+                              "(no 'ferkit' metadata); to load plain weights use model.pretrained")
+    return _parse_meta(raw_meta, path, required)
+
+
 def load_checkpoint(path: Path | str, required: tuple[str, ...] = ()) -> Checkpoint:
     """Read a ferkit checkpoint (no pickle involved).
 
@@ -109,26 +144,12 @@ def load_checkpoint(path: Path | str, required: tuple[str, ...] = ()) -> Checkpo
         CheckpointError: missing file, not a safetensors file, not written by ferkit, or its
             metadata is not JSON or lacks a ``required`` key.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.safetensors"
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (expected a ferkit .safetensors "
-                              "file, e.g. runs/NAME/best.safetensors)")
+    path = _checkpoint_file(path)
+    meta = read_meta(path, required)
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            raw_meta = (handle.metadata() or {}).get("ferkit")
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}. It is not a (complete) "
-                              "safetensors file: pass a ferkit checkpoint such as "
-                              "runs/NAME/best.safetensors") from err
-    if raw_meta is None:
-        raise CheckpointError(f"{path} is a safetensors file but not a ferkit checkpoint "
-                              "(no 'ferkit' metadata); to load plain weights use model.pretrained")
-    meta = _parse_meta(raw_meta, path, required)
+        raise CheckpointError(_unreadable(path, err)) from err
     optim_info = meta.pop("optimizer", None)
     optim_tensors = {k: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
@@ -186,3 +207,32 @@ def load_weights(module: nn.Module, checkpoint: Checkpoint) -> None:
             f"unexpected keys {result.unexpected_keys[:5]}"
             f"{'...' if len(result.unexpected_keys) > 5 else ''}"
         )
+
+
+@dataclass
+class LoadedModel:
+    """A trained method rebuilt from its checkpoint, in eval mode."""
+
+    method: Method
+    meta: dict[str, Any]
+    path: Path
+
+
+def load_model(path: Path | str, device: torch.device | str = "cpu") -> LoadedModel:
+    """Rebuild the method a checkpoint was trained with from its metadata and load its weights
+    strictly: the one way evaluation, export and the predictor load a model.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, not ferkit's, lacks
+            :data:`REQUIRED_META`, or its weights do not fit the model its metadata describes.
+    """
+    ckpt = load_checkpoint(path, required=REQUIRED_META)
+    meta = ckpt.meta
+    model = build_classifier(meta["backbone"], meta["num_classes"],
+                            output_stride=meta.get("output_stride"),
+                            **meta.get("backbone_options", {}))
+    check_compatible(meta, meta["backbone"], model.num_classes, ckpt.path)
+    method = create_method(meta["method"], model, meta["class_counts"], meta["num_samples"],
+                           meta.get("method_params"))
+    load_weights(method, ckpt)
+    return LoadedModel(method.eval().to(device), meta, ckpt.path)

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from ferkit.cam import class_activation_maps
+from ferkit.data import DATASETS, DatasetError, SplitNotAvailable
+from ferkit.engine.checkpoint import load_model
 from ferkit.inference.onnx_backend import (
     CAMS,
     INPUT_NAME,
@@ -36,7 +38,8 @@ from ferkit.inference.onnx_backend import (
     metadata_props,
     require,
 )
-from ferkit.inference.predictor import Predictor, TorchNet
+from ferkit.inference.preprocess import face_batch, normalise
+from ferkit.inference.torch_backend import TorchNet
 from ferkit.methods.base import Method
 
 log = logging.getLogger(__name__)
@@ -88,8 +91,6 @@ class _ExportNet(nn.Module):
 def parity_crops(meta: dict[str, Any], count: int = PARITY_IMAGES) -> tuple[list[np.ndarray], str]:
     """Face crops to compare the backends on: the first ``count`` validation images of the
     checkpoint's dataset (from its stored config) when readable, else generated faces."""
-    from ferkit.data import DATASETS, DatasetError, SplitNotAvailable
-
     data = (meta.get("config") or {}).get("data") or {}
     name = data.get("dataset") or meta.get("dataset")
     if name and name != "synthetic" and name in DATASETS:
@@ -155,16 +156,17 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = DEFA
         raise ValueError(f"unknown exporter '{exporter}'; use one of {', '.join(EXPORTERS)}")
     if out.suffix != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")
-    torch_predictor = Predictor.from_checkpoint(checkpoint, device="cpu", warn_synthetic=False)
-    meta = torch_predictor.meta
+    loaded = load_model(checkpoint)
+    net, meta = TorchNet(loaded.method, torch.device("cpu")), loaded.meta
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
-        _to_onnx(torch_predictor.net, torch_predictor.image_size, tmp, exporter)
+        _to_onnx(net, meta["image_size"], tmp, exporter)
         _add_metadata(tmp, meta)
         crops, source = parity_crops(meta, num_parity_images)
-        batch = torch_predictor.normalise(torch_predictor.load(crops))
-        expected = torch_predictor.logits_from_batch(batch)
+        batch = normalise(face_batch(crops, meta["image_size"], meta.get("channels", 3)),
+                          meta["mean"], meta["std"])
+        expected = net.logits(batch)
         got = OnnxNet(tmp, threads=1).logits(batch)
         diff = float((got - expected).abs().max())
         agree = float((got.argmax(1) == expected.argmax(1)).float().mean())

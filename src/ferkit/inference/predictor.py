@@ -22,17 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ferkit.cam import class_activation_maps
-from ferkit.data.cache import resize_image
-from ferkit.engine.checkpoint import (
-    REQUIRED_META,
-    CheckpointError,
-    check_compatible,
-    load_checkpoint,
-    load_weights,
-)
-from ferkit.engine.evaluate import preprocess, resolve_device
+from ferkit.engine.checkpoint import CheckpointError, load_model
+from ferkit.engine.evaluate import resolve_device
 from ferkit.inference.align import align_face, template_from_meta
+from ferkit.inference.attention import attention_figure, stack_figures
+from ferkit.inference.export import export_onnx
 from ferkit.inference.face_layout import clip_box, reading_order
 from ferkit.inference.faces import (
     DEFAULT_MIN_FACE,
@@ -42,15 +36,15 @@ from ferkit.inference.faces import (
     check_detector_options,
     stage_thresholds,
 )
-from ferkit.inference.images import downscale_for_detection, read_image, to_rgb_array
+from ferkit.inference.images import downscale_for_detection
 from ferkit.inference.onnx_backend import OnnxNet
+from ferkit.inference.preprocess import ImageInput, as_rgb, face_batch, normalise
 from ferkit.inference.prior import Prior, adjust_logits
 from ferkit.inference.results import FaceResult, Prediction, small_face_note
+from ferkit.inference.torch_backend import TorchNet
 from ferkit.inference.video import FrameResult, VideoOptions, VideoSource, predict_frames
-from ferkit.methods import METHODS, Method, create_method
-from ferkit.models import build_classifier
+from ferkit.methods import METHODS, Method
 
-ImageInput = str | Path | Image.Image | np.ndarray
 SingleImage = str | Path | Image.Image  # or an array [H, W] / [H, W, 3]: see _is_single
 PRETRAINED = "weights/ferplus_mobilenet_v2.safetensors"
 
@@ -65,40 +59,6 @@ def _is_single(images: object) -> bool:
     if isinstance(images, (str, Path, Image.Image)):
         return True
     return isinstance(images, np.ndarray) and images.ndim in (2, 3)
-
-
-def as_rgb(image: ImageInput) -> np.ndarray:
-    """A path, Pillow image or array -> uint8 ``[H, W, 3]`` RGB (see :func:`read_image`)."""
-    if isinstance(image, (str, Path)):
-        return read_image(image)
-    if isinstance(image, Image.Image):
-        return to_rgb_array(image)
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[:, :, 0]
-    return np.repeat(array[:, :, None], 3, axis=2) if array.ndim == 2 else array
-
-
-class TorchNet:
-    """A trained method on a torch device behind the interface the predictor uses."""
-
-    backend = "torch"
-
-    def __init__(self, method: Method, device: torch.device) -> None:
-        self.method = method.eval().to(device)
-        self.device = device
-
-    @torch.no_grad()
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Normalised ``[B, 3, S, S]`` -> logits ``[B, K]`` (float32, CPU)."""
-        return self.method.predict(batch.to(self.device)).float().cpu()
-
-    @torch.no_grad()
-    def cams(self, batch: torch.Tensor) -> torch.Tensor:
-        """Normalised ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]`` (float32, CPU)."""
-        model = self.method.model
-        feature_map = model(batch.to(self.device)).feature_map
-        return class_activation_maps(feature_map, model.head.weight).float().cpu()
 
 
 def _warn_if_synthetic(meta: dict[str, Any], path: Path | str) -> None:
@@ -188,18 +148,11 @@ class Predictor:
         if Path(path).suffix == ".onnx":
             raise ValueError(f"{path} is an ONNX file; load it with backend='onnx' "
                              "(CLI: --backend onnx) or Predictor.from_onnx")
-        ckpt = load_checkpoint(path, required=REQUIRED_META)
-        meta = ckpt.meta
+        loaded = load_model(path)
         if warn_synthetic:
-            _warn_if_synthetic(meta, ckpt.path)
-        model = build_classifier(meta["backbone"], meta["num_classes"],
-                                 output_stride=meta.get("output_stride"),
-                                 **meta.get("backbone_options", {}))
-        check_compatible(meta, meta["backbone"], model.num_classes, ckpt.path)
-        method = create_method(meta["method"], model, meta["class_counts"], meta["num_samples"],
-                               meta.get("method_params"))
-        load_weights(method, ckpt)
-        return cls(TorchNet(method, resolve_device(device)), meta, threads=threads, **detector)
+            _warn_if_synthetic(loaded.meta, loaded.path)
+        return cls(TorchNet(loaded.method, resolve_device(device)), loaded.meta, threads=threads,
+                   **detector)
 
     @classmethod
     def from_onnx(cls, path: str | Path, threads: int | None = None, warn_synthetic: bool = True,
@@ -216,8 +169,6 @@ class Predictor:
                        ) -> Predictor:
         if path.suffix == ".onnx":
             return cls.from_onnx(path, threads, warn_synthetic, **detector)
-        from ferkit.inference.export import export_onnx
-
         with tempfile.TemporaryDirectory(prefix="ferkit-onnx-") as tmp:
             onnx_path = export_onnx(path, Path(tmp) / "model.onnx").path
             # the session keeps the model after the folder is gone
@@ -247,19 +198,11 @@ class Predictor:
 
     def to_batch(self, images: Sequence[ImageInput]) -> torch.Tensor:
         """Inputs -> uint8 ``[B, C, S, S]`` at the model's size and colour mode, as in training."""
-        arrays = []
-        for image in images:
-            pixels = as_rgb(image)
-            if self.channels == 1:
-                pixels = np.asarray(Image.fromarray(pixels).convert("L"))[:, :, None]
-            arrays.append(resize_image(np.ascontiguousarray(pixels), self.image_size).transpose(2, 0, 1))
-        return torch.from_numpy(np.stack(arrays))
-
-    load = to_batch  # the earlier name
+        return face_batch(images, self.image_size, self.channels)
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``[B, C, S, S]`` from :meth:`to_batch` -> the network's normalised float input."""
-        return preprocess(images, self.device, self.mean, self.std, False)
+        return normalise(images, self.mean, self.std, self.device)
 
     def logits_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """The one place the classifier runs: normalised float ``[B, 3, S, S]`` -> ``[B, K]``
@@ -436,8 +379,6 @@ class Predictor:
         colour scale shared by all classes of that face. ``mirror`` adds a second row for the
         mirrored face (the layout of Figure 4 in the MEK paper).
         """
-        from ferkit.inference.attention import attention_figure, stack_figures
-
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         faces = self.to_batch(images)  # [B, C, S, S]

@@ -1,0 +1,108 @@
+"""The import graph of ``src/ferkit``: no cycle, and the config layer imports nothing above it.
+
+Read from the source with ``ast`` (every ``import``, function-local ones included; only
+``if TYPE_CHECKING:`` blocks are left out, they never run), so a loop hidden in a function body
+counts too. An edge goes to the module an import names (``from ferkit.data import x`` is
+``ferkit.data``, or ``ferkit.data.x`` when that is a module).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+# the bottom layer: it may import only these (stdlib-only helpers) and each other
+CONFIG_LAYER = {"ferkit.config", "ferkit.config_checks", "ferkit.config_types",
+                "ferkit.config_yaml"}
+FOUNDATION = {"ferkit._version", "ferkit.registry", "ferkit.tempfiles"}
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for path in sorted((SRC / "ferkit").rglob("*.py")):
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+def _targets(module: str, is_package: bool, node: ast.Import | ast.ImportFrom,
+             modules: dict[str, Path]) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    base = node.module or ""
+    if node.level:
+        package = module.split(".") if is_package else module.split(".")[:-1]
+        package = package[:len(package) - node.level + 1]
+        base = ".".join(package + ([base] if base else []))
+    return {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """ferkit module -> the ferkit modules it imports anywhere (TYPE_CHECKING blocks aside)."""
+    modules = _modules()
+    graph = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        type_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                     and "TYPE_CHECKING" in ast.unparse(block.test) for n in ast.walk(block)}
+        graph[module] = {
+            target for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in type_only
+            for target in _targets(module, path.name == "__init__.py", node, modules)
+            if target in modules and target != module}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import loop as ``[a, b, ..., a]``, or ``[]`` when the graph has none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: finished
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (loop := visit(nxt)):
+                return loop
+        path.pop()
+        state[node] = 2
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (loop := visit(start)):
+            return loop
+    return []
+
+
+def test_find_cycle_finds_a_loop_and_only_a_loop() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_the_graph_sees_function_local_imports() -> None:
+    graph = import_graph()
+    assert "ferkit.api" in graph["ferkit.cli"]  # imported only inside the command handlers
+    assert "ferkit.checks" in graph["ferkit.cli"]
+
+
+def test_no_import_cycle() -> None:
+    loop = find_cycle(import_graph())
+    assert not loop, "import cycle: " + " -> ".join(loop)
+
+
+@pytest.mark.parametrize("module", sorted(CONFIG_LAYER))
+def test_config_layer_imports_nothing_above_it(module: str) -> None:
+    above = import_graph()[module] - CONFIG_LAYER - FOUNDATION
+    assert not above, f"{module} imports {sorted(above)}, above the config layer"
+
+
+@pytest.mark.parametrize("module", sorted(FOUNDATION))
+def test_foundation_imports_nothing_of_ferkit(module: str) -> None:
+    assert import_graph()[module] == set()
