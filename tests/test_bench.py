@@ -173,6 +173,8 @@ def test_report_tables_and_provenance(bench: tuple[Path, Path, dict]) -> None:
         assert run["status"] == "finished"
         assert run["command"].startswith("ferkit train --set")
         assert run["commit"] and run["hardware"] and run["seed"] in (0, 1)
+        assert run["maps"] == "4x4"  # tiny_cnn (stride 8) at 32 px
+        assert f"| {run['id']} | finished | {run['seed']} | 4x4 | " in md
         assert run["wall_clock_s"] > 0 and run["train_time_s"] >= 0 and run["epochs"] == 1
         assert run["date"] and run["results"]["val"]["selected"]
 

@@ -23,6 +23,7 @@ from ferkit.bench import placeholders
 from ferkit.bench.protocol import Protocol, Setting, bench_dirs
 from ferkit.bench.records import PlannedRun
 from ferkit.engine.checkpoint import atomic_write_text
+from ferkit.models.backbones import BACKBONES, feature_map_size
 from ferkit.tempfiles import temp_path
 
 METRICS = (("accuracy", "overall"), ("mean_class_accuracy", "mean class"), ("macro_f1", "macro-F1"))
@@ -194,7 +195,7 @@ def _run_entry(run: PlannedRun, out_dir: Path) -> dict[str, Any]:
             "command": placeholders.substitute(record.get("command"), paths),
             "bench_command": placeholders.substitute(record.get("bench_command"), paths),
             "commit": prov.get("git_commit"), "hardware": prov.get("hardware"),
-            "torch_version": prov.get("torch_version"),
+            "maps": _map_size(run), "torch_version": prov.get("torch_version"),
             "ferkit_version": prov.get("ferkit_version"),
             "epochs": results.get("epochs"), "train_time_s": results.get("train_time_s"),
             "wall_clock_s": record.get("wall_clock_s"),
@@ -203,14 +204,24 @@ def _run_entry(run: PlannedRun, out_dir: Path) -> dict[str, Any]:
             "config_changes": run.changes, "results": results or None}
 
 
+def _map_size(run: PlannedRun) -> str | None:
+    """``"7x7"``: the attention maps' size for the run's backbone, input size and output stride."""
+    model = run.config.model
+    if model.backbone not in BACKBONES:
+        return None
+    side = feature_map_size(model.backbone, run.config.data.image_size, model.output_stride)
+    return f"{side}x{side}"
+
+
 def _provenance_lines(entries: list[dict[str, Any]]) -> list[str]:
     lines = ["## Runs", "", "Train time: sum of epoch times (all attempts); wall clock: the "
-             "`ferkit bench` sessions that trained the run, evaluation included.", "",
-             "| run | status | seed | commit | hardware | epochs | train time (s) | wall clock (s) "
-             "| date (UTC) |", "|---" * 9 + "|"]
+             "`ferkit bench` sessions that trained the run, evaluation included. Maps: the "
+             "size of the feature map and attention maps (input size / output stride).", "",
+             "| run | status | seed | maps | commit | hardware | epochs | train time (s) "
+             "| wall clock (s) | date (UTC) |", "|---" * 10 + "|"]
     for e in entries:
-        cells = [e["id"], e["status"], e["seed"], e["commit"], e["hardware"], e["epochs"],
-                 e["train_time_s"], e["wall_clock_s"], e["date"]]
+        cells = [e["id"], e["status"], e["seed"], e["maps"], e["commit"], e["hardware"],
+                 e["epochs"], e["train_time_s"], e["wall_clock_s"], e["date"]]
         lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
     commands = [f"# {e['id']}\n{e['command']}" for e in entries if e["command"]]
     lines += ["", "### Commands (each reproduces one run)", "", placeholders.NOTE, "", "```bash",
