@@ -18,9 +18,9 @@ from ferkit.config import ConfigError
 from ferkit.data.loader import BatchLoader
 from ferkit.engine.evaluate import cam_flip_error
 from ferkit.models import build_classifier
-from ferkit.models.classifier import FERClassifier
 from ferkit.models.backbones import BACKBONES, feature_map_size, output_stride_error
 from ferkit.models.backbones.mobilenet import _INVERTED_RESIDUAL_SETTING
+from ferkit.models.classifier import FERClassifier
 from ferkit.models.weights import load_into, offline_mobilenet_v2_file
 
 DILATABLE = ["mobilenet_v2", "resnet18", "resnet50"]
