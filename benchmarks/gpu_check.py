@@ -16,11 +16,15 @@ nothing installed (its image has torch, numpy, safetensors, PyYAML, tqdm, Pillow
 
 ``run`` measures throughput (images/s of a ce and a mek training step, batch 32 at 224x224, the
 AMP the engine picks) and the MEK/CE step-cost ratio, sizes the number of epochs so that ce, cb
-and mek (paper preset) all fit ``--budget-s`` seconds of training, trains them with the paper's
+and mek (paper preset) all fit ``--budget-s`` seconds of training (and mek at the authors'
+released settings, ``preset: official``, as a fourth run when the budget gives all four at least
+``--min-epochs``), trains them with the paper's
 optimiser (Adam lr 1e-4, wd 1e-4, ExponentialLR 0.9 per epoch, batch 32, 224x224, resized crop
 0.8-1, flip 0.5, erasing 0.25), MobileNetV2 from ImageNet, and writes ``gpu_check.json`` and
 ``gpu_check.md`` (per epoch validation overall / mean class / per-class accuracy, last and
-val-selected epoch, wall times, hardware, commit) to ``--out``. Select on FER2013Valid only.
+val-selected epoch, wall times, hardware, commit, and the attention maps' size: 7x7 at 224 px
+with the standard stride 32, or at 112 px with ``--output-stride 16``) to ``--out``. Select on
+FER2013Valid only.
 
 The whole path runs on CPU at a tiny size in ``tests/test_gpu_check.py``.
 """
@@ -50,10 +54,12 @@ from ferkit.engine.evaluate import amp_dtype, resolve_device
 from ferkit.engine.train import fit, prepare_batch, train_step
 from ferkit.methods import create_method
 from ferkit.models import build_classifier
+from ferkit.models.backbones import feature_map_size, resolved_output_stride
 
 PACK_NAME = "ferplus_if100.npz"
 WEIGHTS_NAME = "mobilenet_v2_imagenet_fp16.safetensors"
 METHODS = (("ce", {}), ("cb", {}), ("mek", {"preset": "paper"}))
+OFFICIAL = ("mek", {"preset": "official"})  # run 4 (label mek-official) when the budget allows
 
 
 def pack(root: str, out: Path, limit: int | None = None) -> Path:
@@ -91,9 +97,10 @@ def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _step_rate(method_name: str, params: dict[str, Any], device: torch.device, size: int,
-               batch: int, backbone: str, weights: str | None, iters: int) -> float:
+               batch: int, backbone: str, weights: str | None, iters: int,
+               output_stride: int | None = None) -> float:
     """Images per second of full training steps (forward, backward, Adam) at ``batch``."""
-    model = build_classifier(backbone, 7, weights)
+    model = build_classifier(backbone, 7, weights, output_stride=output_stride)
     method = create_method(method_name, model, [100] * 7, 700, params).to(device)
     method.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(method.parameters(), lr=1e-4)
@@ -117,19 +124,22 @@ def _train_one(name: str, params: dict[str, Any], data: dict[str, np.ndarray], a
                epochs: int, device: torch.device, weights: str | None) -> dict[str, Any]:
     counts = np.bincount(data["train_labels"], minlength=7).tolist()
     torch.manual_seed(0)
-    model = build_classifier(args.backbone, 7, weights)
+    model = build_classifier(args.backbone, 7, weights, output_stride=args.output_stride)
     method = create_method(name, model, counts, len(data["train_labels"]), params)
     train_loader = BatchLoader(data["train"], data["train_labels"], args.batch_size,
                                sampler=shuffle_sampler(len(data["train_labels"])),
                                streams=method.samplers(data["train_labels"]), drop_last=True)
     val_loader = BatchLoader(data["val"], data["val_labels"], 256)
-    out_dir = Path(args.out) / "runs" / name
+    label = name if params.get("preset") != "official" else "mek-official"
+    out_dir = Path(args.out) / "runs" / label
     shutil.rmtree(out_dir, ignore_errors=True)
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     meta = {"class_names": list(data["class_names"]), "num_classes": 7, "backbone": args.backbone,
             "image_size": args.size, "channels": 1, "mean": list(mean), "std": list(std),
             "method": name, "method_params": params, "class_counts": counts,
-            "num_samples": len(data["train_labels"]), "backbone_options": {}, "dataset": "ferplus"}
+            "num_samples": len(data["train_labels"]), "backbone_options": {}, "dataset": "ferplus",
+            "output_stride": resolved_output_stride(args.backbone, args.output_stride),
+            "feature_map_size": _map_side(args)}
     start = time.perf_counter()
     result = fit(method, train_loader, val_loader,
                  optim_cfg=OptimConfig(name="adam", lr=1e-4, weight_decay=1e-4,
@@ -148,8 +158,14 @@ def _train_one(name: str, params: dict[str, Any], data: dict[str, np.ndarray], a
               "per_class_accuracy": r["val"]["per_class_accuracy"], "time_s": r["time_s"],
               "train": r["train"]} for r in result.history]
     best = max(curve, key=lambda r: r["mean_class_accuracy"])
-    return {"method": name, "params": params, "epochs": epochs, "wall_s": round(wall, 1),
+    return {"method": name, "label": label, "params": params, "epochs": epochs,
+            "maps": f"{_map_side(args)}x{_map_side(args)}", "wall_s": round(wall, 1),
             "last": curve[-1], "selected": best, "curve": curve}
+
+
+def _map_side(args: argparse.Namespace) -> int:
+    """Side of the attention maps: input size / output stride, rounded up."""
+    return feature_map_size(args.backbone, args.size, args.output_stride)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -164,17 +180,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "train_labels": packed["train_labels"], "val_labels": packed["val_labels"],
             "class_names": [str(c) for c in packed["class_names"]]}
     rates = {name: _step_rate(name, params, device, args.size, args.batch_size, args.backbone,
-                              weights_arg, args.iters)
+                              weights_arg, args.iters, args.output_stride)
              for name, params in METHODS[::2]}  # ce and mek
     n_train = len(data["train_labels"])
     # mek runs 2 views per image; cb costs a ce step; add ~15% for validation and data movement
     epoch_s = n_train * (2 / rates["ce"] + 1 / rates["mek"]) * 1.15
-    epochs = args.epochs or max(1, min(60, math.floor(args.budget_s / epoch_s)))
+    with_official = n_train * (2 / rates["ce"] + 2 / rates["mek"]) * 1.15
+    methods = METHODS
+    if args.epochs:
+        epochs = args.epochs
+        methods = METHODS + ((OFFICIAL,) if args.official else ())
+    elif math.floor(args.budget_s / with_official) >= args.min_epochs:
+        epochs, methods = min(60, math.floor(args.budget_s / with_official)), METHODS + (OFFICIAL,)
+    else:
+        epochs = max(1, min(60, math.floor(args.budget_s / epoch_s)))
     runs = [_train_one(name, params, data, args, epochs, device, weights_arg)
-            for name, params in METHODS]
+            for name, params in methods]
     summary = {"provenance": provenance(), "device": str(device), "size": args.size,
                "backbone": args.backbone,
-               "batch_size": args.batch_size, "train_images": n_train,
+               "output_stride": resolved_output_stride(args.backbone, args.output_stride),
+               "maps": f"{_map_side(args)}x{_map_side(args)}", "batch_size": args.batch_size, "train_images": n_train,
                "val_images": len(data["val_labels"]), "init": "imagenet" if weights_arg else "random",
                "throughput_images_per_s": {k: round(v, 1) for k, v in rates.items()},
                "mek_over_ce_step_cost": round(2 * rates["ce"] / rates["mek"], 3),
@@ -192,7 +217,8 @@ def markdown(summary: dict[str, Any]) -> str:
     prov = summary["provenance"]
     names = list(summary["runs"][0]["last"]["per_class_accuracy"])
     lines = [f"# GPU check: FERPlus IF100, {summary['backbone']} ({summary['init']}), "
-             f"{summary['size']}x{summary['size']}, {summary['epochs']} epochs\n",
+             f"{summary['size']}x{summary['size']}, output stride {summary['output_stride']} "
+             f"({summary['maps']} attention maps), {summary['epochs']} epochs\n",
              f"Hardware: {prov['hardware']}; torch {prov['torch_version']}; commit "
              f"{prov['git_commit']}; {summary['train_images']} training / "
              f"{summary['val_images']} FER2013Valid images; total wall time "
@@ -201,13 +227,13 @@ def markdown(summary: dict[str, Any]) -> str:
              f"{summary['throughput_images_per_s']['ce']} images/s, mek "
              f"{summary['throughput_images_per_s']['mek']} images/s (two views each); MEK step "
              f"/ CE step on the same 2N images: {summary['mek_over_ce_step_cost']}.\n",
-             "| method | epoch | overall | mean class | " + " | ".join(names) + " | wall s |",
-             "|---" * (len(names) + 5) + "|"]
+             "| method | maps | epoch | overall | mean class | " + " | ".join(names)
+             + " | wall s |", "|---" * (len(names) + 6) + "|"]
     for run_ in summary["runs"]:
         for label in ("last", "selected"):
             row = run_[label]
             tag = "last" if label == "last" else "val-selected"
-            lines.append(f"| {run_['method']} | {row['epoch']} ({tag}) | "
+            lines.append(f"| {run_['label']} | {run_['maps']} | {row['epoch']} ({tag}) | "
                          f"{100 * row['accuracy']:.2f} | {100 * row['mean_class_accuracy']:.2f} | "
                          + " | ".join(f"{100 * row['per_class_accuracy'][n]:.1f}" for n in names)
                          + f" | {run_['wall_s']} |")
@@ -231,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--iters", type=int, default=20, help="timed steps per throughput point")
     r.add_argument("--device", default="auto")
     r.add_argument("--backbone", default="mobilenet_v2", help="tiny_cnn for dry runs")
+    r.add_argument("--output-stride", type=int, help="16: 7x7 maps at 112 px (default: the "
+                   "backbone's own, 32 for MobileNetV2: 7x7 at 224 px)")
+    r.add_argument("--min-epochs", type=int, default=4, help="add mek-official when the budget "
+                   "gives all four runs at least this many epochs")
+    r.add_argument("--official", action="store_true", help="with --epochs: add mek-official")
     args = parser.parse_args(argv)
     if args.command == "pack":
         path = pack(args.root, args.out, args.limit)

@@ -39,13 +39,15 @@ def test_run_writes_results_for_every_method(tmp_path: Path) -> None:
     out = tmp_path / "out"
     module.main(["run", "--pack", str(tmp_path / "pack"), "--out", str(out), "--size", "32",
                  "--batch-size", "8", "--iters", "1", "--device", "cpu", "--epochs", "1",
-                 "--backbone", "tiny_cnn"])
+                 "--backbone", "tiny_cnn", "--official"])
     summary = json.loads((out / "gpu_check.json").read_text())
-    assert [r["method"] for r in summary["runs"]] == ["ce", "cb", "mek"]
+    assert [r["label"] for r in summary["runs"]] == ["ce", "cb", "mek", "mek-official"]
+    assert summary["maps"] == "4x4" and {r["maps"] for r in summary["runs"]} == {"4x4"}
     assert summary["epochs"] == 1 and summary["init"] == "random"
     assert set(summary["throughput_images_per_s"]) == {"ce", "mek"}
     assert summary["mek_over_ce_step_cost"] > 0
-    assert "| mek | 1 (last) |" in (out / "gpu_check.md").read_text()
+    assert "| mek | 4x4 | 1 (last) |" in (out / "gpu_check.md").read_text()
+    assert "| mek-official | 4x4 | 1 (last) |" in (out / "gpu_check.md").read_text()
     assert not list(out.rglob("*.safetensors")), "checkpoints must not come back"
 
 
