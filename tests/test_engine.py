@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,16 +115,17 @@ def test_eval_and_predict_from_checkpoint(tmp_path: Path, capsys) -> None:
         Image.fromarray(array).save(paths[-1])
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
     preds = predictor.predict(paths)
-    assert [p["label"] for p in preds] == [p["label"] for p in
-                                           predictor.predict([Image.open(p) for p in paths])]
-    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-5 for p in preds)
+    assert [p.label for p in preds] == [p.label for p in
+                                        predictor.predict([Image.open(p) for p in paths])]
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-5 for p in preds)
     assert predictor.cams(paths).shape[:2] == (3, 7)
     code = cli_main(["predict", str(ckpt), *map(str, paths), "--no-detect",
                      "--cam-dir", str(tmp_path / "cams")])
     assert code == 0
     assert len(list((tmp_path / "cams").glob("*.png"))) == 3
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
-    assert [row[:2] for row in rows if row and row[0].endswith(".png")] == [[str(p), "1"] for p in paths]
+    assert [[row[-1], row[0]] for row in rows if row and row[-1].endswith(".png")] == [
+        [str(p), "1"] for p in paths]  # the image is the table's last column
 
 
 def test_checkpoint_errors(tmp_path: Path) -> None:
@@ -177,3 +179,38 @@ def test_official_mek_recipe_runs_on_tiny_data(tmp_path: Path) -> None:
     result = api.train(cfg)
     assert len(result.history) == 1 and set(result.history[0]["train"]) >= {"l_cls", "l_cons"}
     assert math.isfinite(result.history[0]["train"]["loss"])
+
+
+def test_report_pictures_and_plain_progress(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """One epoch (the last epoch is the val-selected one): each report section once, the learning
+    curves and confusion matrix beside report.md; with the progress bar on but stderr not a
+    terminal, no carriage-return updates, one log line per epoch."""
+    pytest.importorskip("matplotlib", reason='needs the [plot] extra: pip install "ferkit[plot]"')
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 1,
+                                                                "train.progress": True}))
+    with caplog.at_level("INFO", logger="ferkit"):
+        api.train(cfg)
+    out = Path(cfg.output_dir)
+    report = (out / "report.md").read_text()
+    assert report.count("## Validation") == 1 and "## Validation, the val-selected epoch (1)" in report
+    assert report.count("## Test") == 1 and "## Test, last epoch = val-selected checkpoint" in report
+    assert "![learning curves](learning_curves.png)" in report
+    assert "(confusion_matrix.png)" in report
+    for name in ("learning_curves.png", "confusion_matrix.png"):
+        with Image.open(out / name) as picture:
+            assert picture.format == "PNG" and picture.width > 500
+    assert "\r" not in capsys.readouterr().err
+    epoch_lines = [r.message for r in caplog.records if r.message.startswith("epoch ")]
+    assert len(epoch_lines) == 1 and epoch_lines[0].startswith("epoch 1: loss=")
+    results = json.loads((out / "results.json").read_text())
+    assert results["test"]["selected"] == results["test"]["last"]
+
+
+def test_report_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # the import now fails
+    cfg = load_config(None, tiny_overrides(tmp_path / "run", **{"train.epochs": 1}))
+    api.train(cfg)
+    report = (Path(cfg.output_dir) / "report.md").read_text()
+    assert 'No pictures: matplotlib is not installed (pip install "ferkit[plot]").' in report
+    assert not list(Path(cfg.output_dir).glob("*.png"))

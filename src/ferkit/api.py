@@ -41,8 +41,9 @@ from ferkit.methods import create_method, resolved_method_params
 from ferkit.metrics import markdown_report
 from ferkit.models import build_classifier
 from ferkit.models.backbones import feature_map_size, resolved_output_stride
+from ferkit.plots import confusion_matrix_plot, learning_curves
 from ferkit.provenance import git_commit, hardware, provenance  # noqa: F401  (ferkit.api names)
-from ferkit.run_folder import check_run_folder, clear_run_folder
+from ferkit.run_folder import CONFUSION_MATRIX, LEARNING_CURVES, check_run_folder, clear_run_folder
 from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
@@ -170,30 +171,55 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
 
 def write_results(result: FitResult, splits: Splits, cfg: RunConfig) -> dict[str, Any]:
     """Summarise a finished run: val at last epoch and at the val-selected epoch, test for both
-    checkpoints when a test split exists (never used for selection)."""
+    checkpoints when a test split exists (never used for selection), each section once when the
+    last epoch is the val-selected one; with matplotlib, ``learning_curves.png`` and
+    ``confusion_matrix.png`` (validation, val-selected epoch) beside ``report.md``."""
     output_dir = Path(cfg.output_dir)
-    best = result.best
+    best, last = result.best, result.last
+    same = bool(best) and best["epoch"] == last["epoch"]  # one checkpoint, reported once
     summary: dict[str, Any] = {
         "provenance": provenance(), "val_source": splits.val_source,
         "epochs": len(result.history), "train_counts": splits.train.class_counts.tolist(),
         "train_time_s": round(sum(r["time_s"] for r in result.history), 1),
-        "val": {"last": result.last.get("val"), "selected": best and best["val"],
+        "val": {"last": last.get("val"), "selected": best and best["val"],
                 "selected_epoch": best and best["epoch"]},
     }
     markdown = [f"# Run {output_dir.name}\n", f"Validation: {splits.val_source}.\n"]
-    markdown.append(markdown_report(result.last["val"], f"Validation, last epoch "
-                                    f"({len(result.history)})") if result.last.get("val") else "")
-    if best:
+    markdown.append(_pictures(result, output_dir))
+    if last.get("val"):
+        title = "the val-selected epoch" if same else "last epoch"
+        markdown.append(markdown_report(last["val"], f"Validation, {title} ({len(result.history)})"))
+    if best and not same:
         markdown.append(markdown_report(best["val"], f"Validation, val-selected epoch "
                                         f"({best['epoch']})"))
     if splits.test is not None:
         summary["test"] = {}
-        for name in ("last", "best"):
+        for name in ("last",) if same else ("last", "best"):
             report = evaluate(output_dir / f"{name}.safetensors", splits.test,
                               data_cfg=cfg.data, device=cfg.train.device)
             label = "last epoch" if name == "last" else "val-selected checkpoint"
             summary["test"]["last" if name == "last" else "selected"] = report
-            markdown.append(markdown_report(report, f"Test, {label}"))
+            markdown.append(markdown_report(report, "Test, last epoch = val-selected checkpoint"
+                                            if same else f"Test, {label}"))
+        if same:
+            summary["test"]["selected"] = summary["test"]["last"]
     atomic_write_text(output_dir / "results.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(output_dir / "report.md", "\n".join(markdown))
     return summary
+
+
+def _pictures(result: FitResult, output_dir: Path) -> str:
+    """Draw the run's pictures; their markdown, or one line saying why there are none."""
+    selected = result.best or result.last
+    reasons = [learning_curves(result.history, output_dir / LEARNING_CURVES)]
+    if selected.get("val"):
+        reasons.append(confusion_matrix_plot(
+            selected["val"], f"validation, val-selected epoch {selected['epoch']}",
+            output_dir / CONFUSION_MATRIX))
+    missing = next((reason for reason in reasons if reason), None)
+    if missing:
+        return f"No pictures: {missing}.\n"
+    pictures = [f"![learning curves]({LEARNING_CURVES})"]
+    if selected.get("val"):
+        pictures.append(f"![confusion matrix, validation, epoch {selected['epoch']}]({CONFUSION_MATRIX})")
+    return "\n\n".join(pictures) + "\n"

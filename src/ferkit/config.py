@@ -200,7 +200,8 @@ class TrainConfig:
         eval_every: evaluate on validation every this many epochs (and always at the end).
         select_metric: validation metric that picks the ``best`` checkpoint.
         num_threads: torch CPU threads (None = torch's default).
-        progress: show a progress bar.
+        progress: show a progress bar (on a terminal only; redirected output gets one plain
+            line per epoch).
         tensorboard: also log to TensorBoard when it is installed.
         cam_diagnostics: at each validation, measure how far the attention maps are from
             flip-equivariant on the first this many validation images (0 = off; methods whose

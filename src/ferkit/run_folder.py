@@ -50,9 +50,12 @@ RUN_ONLY_KEYS = ("output_dir", "data.root", "data.cache_dir", "train.progress",
 RESUMABLE_KEYS = ("output_dir", "data.cache_dir", "train.progress", "train.tensorboard",
                   "train.num_threads", "train.device", "train.channels_last",
                   "data.eval_batch_size", "train.epochs")
+# The pictures beside report.md (with the [plot] extra).
+LEARNING_CURVES, CONFUSION_MATRIX = "learning_curves.png", "confusion_matrix.png"
 # What ``ferkit train`` writes into a run folder: what ``--overwrite`` deletes (nothing else).
 RUN_FILES = ("config.yaml", "last.safetensors", "last.json", "best.safetensors", "best.json",
-             "metrics.jsonl", "metrics.csv", "results.json", "report.md", "tensorboard")
+             "metrics.jsonl", "metrics.csv", "results.json", "report.md", LEARNING_CURVES,
+             CONFUSION_MATRIX, "tensorboard")
 
 
 class RunFolderError(ConfigError):

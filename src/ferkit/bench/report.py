@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from ferkit.bench.protocol import Protocol, Setting, bench_dirs
 from ferkit.bench.records import PlannedRun
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.models.backbones import BACKBONES, feature_map_size
-from ferkit.tempfiles import temp_path
+from ferkit.plots import new_figure, save_figure
 
 METRICS = (("accuracy", "overall"), ("mean_class_accuracy", "mean class"), ("macro_f1", "macro-F1"))
 TABLES = (("val", "last", "Validation, last epoch"),
@@ -151,14 +150,10 @@ def _plot(setting: Setting, rows: list[dict[str, Any]], path: Path) -> str | Non
     present = [r for r in rows if r["val"]["selected"]]
     if not present:
         return "no finished run yet"
-    try:  # the object API: no pyplot, no global backend switch
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return "matplotlib is not installed (`pip install ferkit[plot]`)"
     names = present[0]["val"]["selected"]["class_names"]
-    fig = Figure(figsize=(max(6.0, 1.1 * len(names)), 4.0))
-    FigureCanvasAgg(fig)
+    fig = new_figure(max(6.0, 1.1 * len(names)), 4.0)
+    if isinstance(fig, str):
+        return fig
     ax = fig.add_subplot()
     width = 0.8 / len(present)
     for i, row in enumerate(present):
@@ -172,11 +167,7 @@ def _plot(setting: Setting, rows: list[dict[str, Any]], path: Path) -> str | Non
     ax.set_ylim(0, 105)
     ax.set_title(f"{setting.name}: per-class val accuracy, val-selected epoch (mean ± std)")
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    fig.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
+    save_figure(fig, path)
     return None
 
 

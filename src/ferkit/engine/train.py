@@ -137,6 +137,8 @@ def _tensorboard(output_dir: Path, enabled: bool) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
+        log.info('TensorBoard is not installed: no tensorboard/ logs (pip install "ferkit[tensorboard]", '
+                 "or set train.tensorboard=false to silence this)")
         return None
     return SummaryWriter(str(output_dir / "tensorboard"))
 
@@ -227,8 +229,9 @@ def fit(
         method.train()
         sums: dict[str, torch.Tensor] = {}
         seen, start = 0, time.perf_counter()
+        # disable=None: no bar when stderr is not a terminal (a log file gets the epoch lines only)
         bar = tqdm(total=epoch_steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                   disable=not (train_cfg.progress and dist.is_main), unit="step")
+                   disable=None if train_cfg.progress and dist.is_main else True, unit="step")
         for step, batch in enumerate(train_loader):
             if step >= epoch_steps:
                 break
