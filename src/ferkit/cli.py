@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferkit._version import __version__
+from ferkit.config_yaml import protocol_names
 
 if TYPE_CHECKING:
     from ferkit.config import DataConfig
@@ -112,8 +113,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError("ferkit predict needs at least one image, video, folder or glob pattern "
                          "(or --webcam)")
     prior, video = parse_prior(args.prior), video_options(args)
-    options = {"device": args.device, "backend": args.backend, "threads": args.threads,
-               **_detector_options(args)}
+    options = {"device": args.device, "backend": _backend(args.backend, checkpoint),
+               "threads": args.threads, **_detector_options(args)}
     predictor = (Predictor.from_checkpoint(checkpoint, **options) if checkpoint
                  else Predictor.from_pretrained(**options))
     predictor.batch_size = args.batch_size
@@ -136,11 +137,19 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend(backend: str | None, checkpoint: str | None) -> str:
+    """``--backend``, or inferred from the model file: ``onnx`` for a ``.onnx`` file."""
+    if backend is not None:
+        return backend
+    return "onnx" if checkpoint and checkpoint.lower().endswith(".onnx") else "torch"
+
+
 def _export(args: argparse.Namespace) -> int:
     from ferkit.inference.export import ExportError, export_onnx
+    from ferkit.inference.predictor import pretrained_path
 
     try:
-        report = export_onnx(args.checkpoint, args.out, tolerance=args.tolerance,
+        report = export_onnx(args.checkpoint or pretrained_path(), args.out, tolerance=args.tolerance,
                              num_parity_images=args.parity_images, exporter=args.exporter)
     except ExportError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -155,7 +164,8 @@ def _serve(args: argparse.Namespace) -> int:
     from ferkit.inference.serve import run_server
 
     try:
-        run_server(args.checkpoint, host=args.host, port=args.port, backend=args.backend,
+        run_server(args.checkpoint, host=args.host, port=args.port,
+                   backend=_backend(args.backend, args.checkpoint),
                    device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads,
                    **_detector_options(args))
     except ImportError as err:  # the [serve] or [onnx] extra is missing; the message names it
@@ -166,7 +176,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _datasets(args: argparse.Namespace) -> int:
     from ferkit.api import describe_data
+    from ferkit.data import detect_dataset
 
+    if args.root and args.dataset is None and args.config is None:
+        args.dataset = detect_dataset(args.root)  # a root alone: its layout says which dataset
+        print(f"{args.root}: {args.dataset} layout (name another with --dataset)")
     print(describe_data(_data_config(args, {
         "root": "data.root", "dataset": "data.dataset", "num_classes": "data.num_classes",
         "imbalance_factor": "data.imbalance_factor"})))
@@ -182,9 +196,12 @@ def _config(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from ferkit import BACKBONES, DATASETS, METHODS
+    from ferkit.config_yaml import recipe_names
 
     for registry in (DATASETS, BACKBONES, METHODS):
         print(f"{registry.kind}s: {', '.join(registry.names())}")
+    print(f"recipes (ferkit train --config NAME): {', '.join(recipe_names())}")
+    print(f"benchmark protocols (ferkit bench NAME): {', '.join(protocol_names())}")
     return 0
 
 
@@ -225,6 +242,9 @@ def add_video_flags(p: argparse.ArgumentParser) -> None:
                    help="read camera INDEX (default 0) live until Ctrl+C instead of files")
 
 
+DEVICE_HELP = "torch device: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:1, mps"
+
+
 def _add_detector_flags(p: argparse.ArgumentParser) -> None:
     """The face detector's knobs ``predict`` and ``serve`` share (checked by the Predictor)."""
     p.add_argument("--min-face", type=float, metavar="PIXELS",
@@ -244,10 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "on imbalanced data.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train one run (defaults: built-in synthetic faces)")
-    p.add_argument("--config", help="recipe YAML (overrides of the defaults)")
+    p.add_argument("--config", metavar="RECIPE",
+                   help="a recipe: a packaged name (ferkit list shows them, e.g. quickstart) or a "
+                   "YAML file of overrides of the defaults")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override, e.g. --set train.epochs=40 (repeatable)")
     p.add_argument("--output-dir", help="shortcut for --set output_dir=... (default: "
@@ -258,11 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset split")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a ferkit .safetensors checkpoint (e.g. runs/.../best.safetensors)")
     _add_data_flags(p)
     p.add_argument("--root", help="shortcut for --set data.root=...")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"))
-    p.add_argument("--device", default="auto")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="the split to evaluate (default test)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--out", help="folder for the JSON and markdown (default: beside the checkpoint)")
     p.set_defaults(func=_eval)
 
@@ -275,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--recursive", action="store_true",
                    help="search folders' subfolders too (default: only the folder itself; "
                    "subfolders and other files left out are named in the summary line)")
-    p.add_argument("-c", "--checkpoint", help="a ferkit checkpoint (default: the packaged model)")
+    p.add_argument("-c", "--checkpoint", help="a ferkit .safetensors checkpoint or a .onnx file "
+                   "from ferkit export (default: the packaged model)")
     p.add_argument("--format", default="table", choices=("table", "jsonl", "csv"),
                    help="output: a readable table (default), JSON lines or CSV (with landmarks)")
     p.add_argument("--json", action="store_true", help="same as --format jsonl")
@@ -292,17 +316,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attention maps with the mirrored face as a second row (the paper's Figure 4)")
     p.add_argument("--batch-size", type=int, default=8,
                    help="images decoded at a time and faces per forward pass (bounds memory)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx"),
-                   help="onnx: onnxruntime on a .onnx file from `ferkit export` (a checkpoint is "
-                   "exported on the fly); needs pip install \"ferkit[onnx]\"")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--backend", choices=("torch", "onnx"),
+                   help="onnx: onnxruntime (a checkpoint is exported on the fly; needs pip install "
+                   "\"ferkit[onnx]\"); default: onnx for a .onnx file, else torch")
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     _add_detector_flags(p)
     add_video_flags(p)
     p.set_defaults(func=_predict, checkpoint=None)
 
     p = sub.add_parser("export", help="export a checkpoint to one ONNX file (with a parity check)")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?",
+                   help="a ferkit .safetensors checkpoint (default: the packaged model)")
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest accepted |logit difference| against torch (default 1e-4)")
@@ -313,12 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="local web page and JSON endpoint for photos "
                        "(needs pip install \"ferkit[serve]\")")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint or .onnx file (default: the shipped "
+    p.add_argument("checkpoint", nargs="?", help="checkpoint or .onnx file (default: the packaged "
                    "model)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--backend", default="torch", choices=("torch", "onnx"))
-    p.add_argument("--device", default="auto")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this "
+                   "machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port of the page (default 8000)")
+    p.add_argument("--backend", choices=("torch", "onnx"),
+                   help="default: onnx for a .onnx file, else torch")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="upload size cap (MB)")
     _add_detector_flags(p)
@@ -336,8 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_config)
 
     p = sub.add_parser("bench", help="run a benchmark protocol (resumable) and write result tables")
-    p.add_argument("protocol", help="protocol YAML file, or a name in configs/bench "
-                   "(ferplus-cpu, ferplus-paper, rafdb-paper)")
+    p.add_argument("protocol", help="protocol YAML file, or a packaged protocol: "
+                   f"{', '.join(protocol_names())}")
     p.add_argument("--root", help="dataset root folder (data.root of every run)")
     p.add_argument("--out", required=True, help="results folder (runs/, results.md, results.json)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -351,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="rebuild the report from finished runs; train nothing")
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("list", help="registered datasets, backbones and methods")
+    p = sub.add_parser("list", help="datasets, backbones, methods, recipes and benchmark protocols")
     p.set_defaults(func=_list)
     return parser
 
@@ -360,8 +387,29 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _unknown_command(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """The error line for a first word that is no command (with the closest one), else None."""
+    from ferkit.registry import suggest
+
+    commands = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    word = next((a for a in argv if not a.startswith("-")), None)
+    if word is None or word in commands:
+        return None
+    return (f"ferkit: '{word}' is not a command.{suggest(word, list(commands))} Commands: "
+            f"{', '.join(commands)} (ferkit --help says what each does)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # bare `ferkit`: what it can do, not an error
+        parser.print_help()
+        return 0
+    unknown = _unknown_command(parser, argv)
+    if unknown and not {"-h", "--help", "--version"} & set(argv):
+        print(unknown, file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     in_main_thread = threading.current_thread() is threading.main_thread()

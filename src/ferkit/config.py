@@ -19,6 +19,7 @@ from ferkit.config_checks import CHOICES, RULES, validate  # noqa: F401 (re-expo
 from ferkit.config_types import build_dataclass, to_dict  # noqa: F401 (re-exported)
 from ferkit.config_yaml import (  # noqa: F401 (re-exported)
     ConfigError,
+    find_recipe,
     load_yaml,
     parse_overrides,
     read_yaml_file,
@@ -314,9 +315,7 @@ def resolve_config(path: str | Path | None = None, overrides: list[str] | None =
     values: dict[str, Any] = {}
     loaded: Any = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+        path = find_recipe(path)
         loaded = read_yaml_file(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level, got "

@@ -3,7 +3,9 @@ name the source and line; ``--set key=value`` overrides parsed the same way."""
 
 from __future__ import annotations
 
+import difflib
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,49 @@ def read_yaml_file(path: Path) -> Any:
     return load_yaml(text, str(path))
 
 
+def recipes_dir() -> Path:
+    """The recipes shipped in the package (``configs/`` of the source tree)."""
+    return Path(str(resources.files("ferkit").joinpath("recipes")))
+
+
+def recipe_names() -> list[str]:
+    """Names of the packaged training recipes (``--config NAME``)."""
+    return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: an existing path, or a packaged recipe named ``NAME``, ``NAME.yaml`` or
+    ``configs/NAME.yaml`` (the form that works in a checkout, so it works anywhere).
+
+    Raises:
+        ConfigError: neither; the message lists the packaged recipes (closest first).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+    candidate = recipes_dir() / f"{name}.yaml"
+    if candidate.is_file() and path.parent in (Path("."), Path("configs")):
+        return candidate
+    names = recipe_names()
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ConfigError(f"config '{name_or_path}' is neither a file nor a packaged recipe; {hint}"
+                      f"recipes: {', '.join(names)} (ferkit list shows them)")
+
+
+def bench_dirs() -> list[Path]:
+    """Folders searched for benchmark protocols by name: ``./configs/bench`` and the packaged
+    ones (the checkout's ``configs/bench``)."""
+    dirs = [Path.cwd() / "configs" / "bench", recipes_dir() / "bench"]
+    return list(dict.fromkeys(d.resolve() for d in dirs))
+
+
+def protocol_names() -> list[str]:
+    """Every benchmark protocol known by name (``ferkit bench NAME``)."""
+    return sorted({p.stem for d in bench_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """``["train.epochs=40", "method.params.lam=2"]`` -> nested dict (values parsed as YAML)."""
     nested: dict[str, Any] = {}
@@ -81,4 +126,5 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     return nested
 
 
-__all__ = ["ConfigError", "load_yaml", "parse_overrides", "read_yaml_file"]
+__all__ = ["ConfigError", "bench_dirs", "find_recipe", "load_yaml", "parse_overrides", "protocol_names",
+           "read_yaml_file", "recipe_names", "recipes_dir"]

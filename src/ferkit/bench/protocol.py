@@ -46,6 +46,7 @@ from ferkit.config import (
     parse_overrides,
     validate,
 )
+from ferkit.config_yaml import bench_dirs, protocol_names  # noqa: F401 (re-exported)
 from ferkit.methods import METHODS, check_method_params
 from ferkit.registry import suggest
 
@@ -356,13 +357,6 @@ def load_protocol(path: str | Path, _chain: tuple[Path, ...] = ()) -> Protocol:
     return parse_protocol(data, path, parent)
 
 
-def bench_dirs() -> list[Path]:
-    """Folders searched for protocols by name: ``./configs/bench`` and the checkout's own."""
-    repo = Path(__file__).resolve().parents[3]  # src/ferkit/bench/protocol.py -> repo root
-    dirs = [Path.cwd() / "configs" / "bench", repo / "configs" / "bench"]
-    return list(dict.fromkeys(d.resolve() for d in dirs))
-
-
 def find_protocol(name_or_path: str | Path) -> Path:
     """A protocol file from a path, or a name such as ``ferplus-cpu`` in :func:`bench_dirs`.
 
@@ -376,7 +370,7 @@ def find_protocol(name_or_path: str | Path) -> Path:
         candidate = folder / f"{path.name}.yaml"
         if candidate.is_file() and path.suffix not in (".yaml", ".yml"):
             return candidate
-    known = sorted({p.stem for d in bench_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    known = protocol_names()
     raise ProtocolError(f"benchmark protocol '{name_or_path}' is neither a file nor a known name."
                         f"{suggest(path.stem, known)} Known: {', '.join(known) or '(none)'} "
                         f"(searched {', '.join(str(d) for d in bench_dirs())})")

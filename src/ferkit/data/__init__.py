@@ -30,6 +30,7 @@ from ferkit.data.registry import (
     dataset_from_config,
     dataset_info,
     dataset_options,
+    detect_dataset,
     has_split,
     register_dataset,
 )
@@ -38,6 +39,6 @@ from ferkit.data.splits import SPLITS, SplitNotAvailable
 __all__ = [
     "DATASETS", "SPLITS", "DatasetError", "DatasetInfo", "FERDataset", "FakeTree",
     "SplitNotAvailable", "build_dataset", "check_dataset_options", "data_config_errors",
-    "dataset_from_config", "dataset_info", "dataset_options",
+    "dataset_from_config", "dataset_info", "dataset_options", "detect_dataset",
     "decode_image", "has_split", "imbalance_counts", "imbalanced_subset", "register_dataset",
 ]

@@ -118,7 +118,7 @@ def write_fake_tree(folder: Path) -> FakeTree:
 
 
 @register_dataset("affectnet", title="AffectNet", splits=OFFICIAL_SPLITS, tree=TREE,
-                  fake_tree=write_fake_tree)
+                  fake_tree=write_fake_tree, marker="Manually_Annotated_file_lists")
 def affectnet(
     request: DatasetRequest,
     *,

@@ -113,7 +113,7 @@ def write_fake_tree(folder: Path) -> FakeTree:
 
 
 @register_dataset("ferplus", title="FERPlus", splits=OFFICIAL_SPLITS, tree=TREE,
-                  fake_tree=write_fake_tree)
+                  fake_tree=write_fake_tree, marker="fer2013new.csv")
 def ferplus(
     request: DatasetRequest,
     *,

@@ -86,7 +86,7 @@ def write_fake_csv(folder: Path) -> FakeTree:
 
 
 @register_dataset("csv", title="csv dataset", splits=SPLITS, tree=CSV_TREE,
-                  fake_tree=write_fake_csv)
+                  fake_tree=write_fake_csv, marker="labels.csv")
 def csv_dataset(
     request: DatasetRequest,
     *,
@@ -141,7 +141,8 @@ def write_fake_folder(folder: Path) -> FakeTree:
 
 
 @register_dataset("folder", title="image folder", splits=SPLITS, tree=FOLDER_TREE,
-                  fake_tree=write_fake_folder, lists_files=False)
+                  fake_tree=write_fake_folder, lists_files=False,
+                  marker="train")
 def image_folder(
     request: DatasetRequest,
     *,

@@ -85,7 +85,7 @@ def write_fake_tree(folder: Path) -> FakeTree:
 
 
 @register_dataset("rafdb", title="RAF-DB", splits=OFFICIAL_SPLITS, tree=TREE,
-                  fake_tree=write_fake_tree)
+                  fake_tree=write_fake_tree, marker="EmoLabel/list_patition_label.txt")
 def rafdb(
     request: DatasetRequest,
     *,

@@ -88,6 +88,8 @@ class DatasetInfo:
         needs_root: False for generated datasets that read nothing from disk.
         lists_files: True when label files list the images (a deleted image is then reported
             as missing); False when the files on disk are the listing (ImageFolder).
+        marker: a file or folder, relative to the root, whose presence identifies this layout
+            (``ferkit datasets ROOT`` without ``--dataset``); None: not detected.
     """
 
     name: str
@@ -98,6 +100,7 @@ class DatasetInfo:
     fake_tree: Callable[[Path], FakeTree] | None
     needs_root: bool = True
     lists_files: bool = True
+    marker: str | None = None
 
 
 _INFO: dict[str, DatasetInfo] = {}
@@ -106,14 +109,14 @@ _INFO: dict[str, DatasetInfo] = {}
 def register_dataset(
     name: str, *, splits: Sequence[str], tree: str = "", title: str | None = None,
     fake_tree: Callable[[Path], FakeTree] | None = None, needs_root: bool = True,
-    lists_files: bool = True,
+    lists_files: bool = True, marker: str | None = None,
 ) -> Callable[[Callable[..., FERDataset]], Callable[..., FERDataset]]:
     """Register a dataset builder ``fn(request: DatasetRequest, *, **typed_options)`` under
     ``name``; see the module docstring. Returns the checked constructor."""
     def decorator(build: Callable[..., FERDataset]) -> Callable[..., FERDataset]:
         info = DatasetInfo(name, title or name, tuple(splits),
                            signature_params(build, ("request",), keyword_only=True), tree,
-                           fake_tree, needs_root, lists_files)
+                           fake_tree, needs_root, lists_files, marker)
 
         def construct(root: str | Path | None = None, split: str = "train", num_classes: int = 7,
                       transform: Callable | None = None, require_images: bool = True,
@@ -140,6 +143,24 @@ def dataset_info(name: str) -> DatasetInfo:
     """What dataset ``name`` declares (unknown names raise with a did-you-mean)."""
     DATASETS.get(name)
     return _INFO[name]
+
+
+def detect_dataset(root: str | Path) -> str:
+    """The registered layout found under ``root`` (by each dataset's ``marker``).
+
+    Raises:
+        DatasetError: no layout matches, or several do; the message lists the markers and says
+            to pass ``--dataset``.
+    """
+    found = [name for name, info in _INFO.items()
+             if info.marker and (Path(root) / info.marker).exists()]
+    if len(found) == 1:
+        return found[0]
+    markers = "; ".join(f"{info.marker} ({name})" for name, info in _INFO.items() if info.marker)
+    what = (f"matches several layouts ({', '.join(found)})" if found else
+            f"does not look like any known layout (looked for: {markers})")
+    raise DatasetError(f"{root} {what}; name it with --dataset NAME (ferkit list shows the "
+                       "datasets)")
 
 
 def has_split(name: str, split: str) -> bool:
@@ -240,6 +261,7 @@ def data_config_errors(cfg: DataConfig) -> list[str]:
 
 
 __all__ = ["DATASETS", "SPLITS", "DatasetInfo", "DatasetRequest", "FakeTree", "build_dataset",
+           "detect_dataset",
            "check_dataset_options", "data_config_errors", "dataset_from_config", "dataset_info",
            "dataset_options", "has_split", "label_mode_errors", "register_dataset",
            "settable_options"]
