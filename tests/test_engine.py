@@ -41,8 +41,9 @@ def test_train_writes_everything(tmp_path: Path) -> None:
     assert set(results["test"]) == {"last", "selected"}  # synthetic has a test split
     assert results["val"]["selected_epoch"] in (1, 2)
     meta = load_checkpoint(out / "best.safetensors").meta
-    assert meta["class_names"][0] == "surprise" and meta["image_size"] == 32
-    assert meta["mean"] == [0.485, 0.456, 0.406] and meta["backbone"] == "tiny_cnn"
+    assert meta.class_names[0] == "surprise" and meta.image_size == 32
+    assert meta.mean == (0.485, 0.456, 0.406) and meta.backbone == "tiny_cnn"
+    assert meta.format_version == 1 and meta.num_samples == sum(meta.class_counts)
     assert not list(out.glob(".*tmp*")), "temporary files left behind"
     # Rerunning a finished run trains nothing more and keeps the weights.
     before = _weights(out / "last.safetensors")
@@ -74,7 +75,7 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path: Path, monkey
     monkeypatch.setattr(engine_train, "prepare_batch", dying_prepare)
     with pytest.raises(_Killed):
         api.train(killed)
-    assert load_checkpoint(Path(killed.output_dir) / "last.safetensors").meta["epoch"] == 1
+    assert load_checkpoint(Path(killed.output_dir) / "last.safetensors").meta.extra["epoch"] == 1
     monkeypatch.setattr(engine_train, "prepare_batch", real_prepare)
     api.train(killed)
 
@@ -163,7 +164,7 @@ def test_training_length_in_steps(tmp_path: Path) -> None:
     assert [r["epoch"] for r in result.history] == [1, 2]
     assert result.history[0]["lr"] == pytest.approx(0.003 * 0.5 * (1 + math.cos(math.pi * 6 / 9)))
     assert result.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
-    state = load_checkpoint(Path(cfg.output_dir) / "last.safetensors").meta["scheduler"]
+    state = load_checkpoint(Path(cfg.output_dir) / "last.safetensors").meta.extra["scheduler"]
     assert state["last_epoch"] == 9
 
 

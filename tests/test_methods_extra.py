@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.cam import class_activation_maps
-from ferkit.engine.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from ferkit.engine.checkpoint import ModelMeta, load_checkpoint, load_weights, save_checkpoint
 from ferkit.methods import METHODS, create_method
 from ferkit.methods.bbn import cumulative_alpha, reversed_sample_weights
 from ferkit.methods.ldam import CosineClassifier, ldam_margins
@@ -30,6 +30,13 @@ def make_method(name: str, backbone: str = "tiny_cnn", **params: object):
     torch.manual_seed(0)
     model = build_classifier(backbone, NUM_CLASSES)
     return create_method(name, model, COUNTS, NUM_SAMPLES, params)
+
+
+def record(name: str) -> ModelMeta:
+    """Checkpoint metadata of a tiny_cnn method built by :func:`make_method`."""
+    return ModelMeta(class_names=tuple(map(str, range(NUM_CLASSES))), num_classes=NUM_CLASSES,
+                     image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3, backbone="tiny_cnn",
+                     method=name, class_counts=tuple(COUNTS), num_samples=NUM_SAMPLES)
 
 
 def make_batch(method, seed: int = 0, size: int = 32) -> dict:
@@ -62,7 +69,7 @@ def test_step_state_and_predict(name: str, tmp_path) -> None:
     with torch.no_grad():
         expected = method.predict(batch["image"])
     assert expected.shape == (BATCH, NUM_CLASSES)
-    save_checkpoint(tmp_path / "m.safetensors", method, {"method": name})
+    save_checkpoint(tmp_path / "m.safetensors", method, record(name))
     fresh = make_method(name)
     load_weights(fresh, load_checkpoint(tmp_path / "m.safetensors"))  # strict: no key missing
     with torch.no_grad():
@@ -155,7 +162,7 @@ def test_scn_relabels_low_group_and_survive_checkpoint(tmp_path) -> None:
     changed = method.labels >= 0
     assert int(changed.sum()) == BATCH - int(BATCH * 0.7) == int(out.logs["relabelled"])
     assert set(torch.nonzero(changed).flatten().tolist()) <= set(batch["index"].tolist())
-    save_checkpoint(tmp_path / "scn.safetensors", method, {"method": "scn"})
+    save_checkpoint(tmp_path / "scn.safetensors", method, record("scn"))
     fresh = make_method("scn", relabel_epoch=0, margin2=-1.0)
     load_weights(fresh, load_checkpoint(tmp_path / "scn.safetensors"))
     assert torch.equal(fresh.labels, method.labels)

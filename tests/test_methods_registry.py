@@ -65,8 +65,8 @@ def test_checkpoint_resume_keeps_method_state(name: str, tmp_path: Path) -> None
     assert 0.0 <= train_logs.get("accuracy", 0.0) <= 1.0
     ckpt = load_checkpoint(Path(cfg.output_dir) / "last.safetensors")
     meta = ckpt.meta
-    fresh = create_method(name, build_classifier("tiny_cnn", 7, width=8), meta["class_counts"],
-                          meta["num_samples"])
+    fresh = create_method(name, build_classifier("tiny_cnn", 7, width=8), list(meta.class_counts),
+                          meta.num_samples)
     load_weights(fresh, ckpt)  # strict: every buffer and parameter is in the checkpoint
     saved = fresh.state_dict()
     for key, value in ckpt.state_dict.items():

@@ -34,6 +34,7 @@ from ferkit.data.splits import stratified_holdout
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.engine.distributed import DistInfo, barrier, init_distributed
 from ferkit.engine.evaluate import resolve_device
+from ferkit.engine.meta import ModelMeta
 from ferkit.engine.train import FitResult, fit
 from ferkit.evaluation import describe_data, evaluate, evaluate_split  # noqa: F401  (API names)
 from ferkit.losses import check_class_counts
@@ -145,18 +146,17 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
                            soft_labels=soft, sampler=shuffle_sampler(len(train_set)),
                            streams=method.samplers(train_set.labels), drop_last=True)
     val_loader = _loader(splits.val, cfg.data, DistInfo(), batch_size=cfg.data.eval_batch_size)
-    meta = {
-        **provenance(),
-        "class_names": list(train_set.class_names), "num_classes": train_set.num_classes,
-        "image_size": cfg.data.image_size, "channels": train_set.channels,
-        "mean": list(cfg.data.mean), "std": list(cfg.data.std), "backbone": cfg.model.backbone,
-        "backbone_options": cfg.model.options, "output_stride": output_stride,
-        "feature_map_size": feature_map_size(cfg.model.backbone, cfg.data.image_size,
-                                             output_stride),
-        "method": cfg.method.name, "method_params": cfg.method.params,
-        "class_counts": train_set.class_counts.tolist(), "num_samples": len(train_set),
-        "dataset": cfg.data.dataset, "val_source": splits.val_source, "config": to_dict(cfg),
-    }
+    meta = ModelMeta(
+        class_names=tuple(train_set.class_names), num_classes=train_set.num_classes,
+        image_size=cfg.data.image_size, channels=train_set.channels,
+        mean=tuple(cfg.data.mean), std=tuple(cfg.data.std), backbone=cfg.model.backbone,
+        backbone_options=cfg.model.options, output_stride=output_stride,
+        feature_map_size=feature_map_size(cfg.model.backbone, cfg.data.image_size, output_stride),
+        method=cfg.method.name, method_params=cfg.method.params,
+        class_counts=tuple(train_set.class_counts.tolist()), num_samples=len(train_set),
+        dataset=cfg.data.dataset, val_source=splits.val_source, config=to_dict(cfg),
+        extra=provenance(),
+    )
     log.info("train: %s", train_set.summary())
     log.info("val (%s): %s", splits.val_source, splits.val.summary())
     result = fit(method, train_loader, val_loader, optim_cfg=cfg.optim, train_cfg=cfg.train,

@@ -57,16 +57,16 @@ def evaluate(
     the confusion matrix."""
     torch_device = resolve_device(device)
     loaded = load_model(checkpoint, torch_device)
-    class_names = tuple(loaded.meta["class_names"])
+    class_names = loaded.meta.class_names
     if tuple(dataset.class_names) != class_names:
         raise DatasetError(f"dataset classes {list(dataset.class_names)} differ from the "
                            f"checkpoint's {list(class_names)}; set num_classes to "
                            f"{len(class_names)}")
     cache = resolve_cache_dir(data_cfg.cache_dir if data_cfg else None)
-    images = cached_images(dataset, loaded.meta["image_size"], cache)
+    images = cached_images(dataset, loaded.meta.image_size, cache)
     loader = BatchLoader(images, dataset.labels, batch_size)
     return evaluate_loader(loaded.method.predict, loader, class_names, torch_device,
-                           tuple(loaded.meta["mean"]), tuple(loaded.meta["std"]),
+                           loaded.meta.mean, loaded.meta.std,
                            amp_dtype(torch_device, "auto"))
 
 

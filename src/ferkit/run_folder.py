@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from ferkit.config import ConfigError, RunConfig, to_dict
-from ferkit.engine.checkpoint import CheckpointError, read_meta
+from ferkit.engine.checkpoint import CheckpointError, ModelMeta, read_meta
 from ferkit.methods import METHODS, resolved_method_params
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def _resolved(name: Any, params: Any) -> Any:
     return json.loads(json.dumps(resolved_method_params(name, params)))
 
 
-def _last_meta(path: Path) -> dict[str, Any]:
+def _last_meta(path: Path) -> ModelMeta:
     """The metadata of a ``last.safetensors`` (header only), or a RunFolderError naming it."""
     try:
         return read_meta(path)
@@ -123,7 +123,7 @@ def stored_config(run_dir: Path) -> dict[str, Any] | None:
         return {k: v for k, v in stored.items() if k != "provenance"}
     last = run_dir / "last.safetensors"
     if last.is_file():
-        return _last_meta(last).get("config")
+        return _last_meta(last).config
     return None
 
 
@@ -139,7 +139,7 @@ def _epoch_problem(stored: dict[str, Any], cfg: RunConfig, run_dir: Path) -> str
     if getattr(method, "schedule_uses_num_epochs", False):
         return f"{change} (method '{cfg.method.name}' schedules by the total number of epochs)"
     last = run_dir / "last.safetensors"
-    done = len(_last_meta(last).get("history") or []) if last.is_file() else 0
+    done = len(_last_meta(last).extra.get("history") or []) if last.is_file() else 0
     if cfg.train.epochs < done:
         return f"{change} (the folder already holds {done} trained epochs)"
     return None

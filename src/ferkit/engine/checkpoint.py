@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ferkit.engine.meta import FORMAT_VERSION, CheckpointError, ModelMeta  # noqa: F401 (re-exported)
 from ferkit.methods import Method, create_method
 from ferkit.models import build_classifier
 from ferkit.tempfiles import temp_path
 
-FORMAT_VERSION = 1
 OPTIM_PREFIX = "optim/"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or does not fit the model it is loaded into."""
 
 
 @dataclass
@@ -39,7 +36,7 @@ class Checkpoint:
     """A loaded checkpoint: weights, metadata and (for ``last``) optimiser state."""
 
     state_dict: dict[str, torch.Tensor]
-    meta: dict[str, Any]
+    meta: ModelMeta
     optimizer_state: dict[str, Any] | None
     path: Path
 
@@ -77,14 +74,19 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], info: dict[str, Any])
 
 
 def save_checkpoint(
-    path: Path | str, module: nn.Module, meta: dict[str, Any],
+    path: Path | str, module: nn.Module, meta: ModelMeta | Mapping[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
 ) -> Path:
-    """Write ``module.state_dict()`` (+ optimiser state) and ``meta`` atomically to ``path``."""
+    """Write ``module.state_dict()`` (+ optimiser state) and ``meta`` atomically to ``path``.
+
+    Raises:
+        CheckpointError: ``meta`` given as a mapping lacks a required field.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    meta = {"format_version": FORMAT_VERSION, **meta}
+    record = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta, path)
+    meta = record.to_dict()
     if optimizer is not None:
         optim_tensors, optim_info = _flatten_optimizer(optimizer.state_dict())
         tensors.update(optim_tensors)
@@ -115,8 +117,9 @@ def _unreadable(path: Path, err: Exception) -> str:
             "pass a ferkit checkpoint such as runs/NAME/best.safetensors")
 
 
-def read_meta(path: Path | str, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The metadata of a ferkit checkpoint, from the file's header alone (no tensor is read).
+def read_meta(path: Path | str, required: tuple[str, ...] = ()) -> ModelMeta:
+    """The metadata of a ferkit checkpoint, from the file's header alone (no tensor is read);
+    ``required``: keys its :attr:`~ModelMeta.extra` must hold (e.g. a resumable ``last``'s).
 
     Raises:
         CheckpointError: as :func:`load_checkpoint`.
@@ -138,7 +141,7 @@ def load_checkpoint(path: Path | str, required: tuple[str, ...] = ()) -> Checkpo
 
     Args:
         path: the ``.safetensors`` file (a folder: its ``best.safetensors``).
-        required: metadata keys the caller needs (e.g. :data:`REQUIRED_META` for inference).
+        required: keys the metadata's ``extra`` must hold (``history``, ``scheduler`` to resume).
 
     Raises:
         CheckpointError: missing file, not a safetensors file, not written by ferkit, or its
@@ -150,47 +153,29 @@ def load_checkpoint(path: Path | str, required: tuple[str, ...] = ()) -> Checkpo
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(_unreadable(path, err)) from err
-    optim_info = meta.pop("optimizer", None)
+    optim_info = meta.extra.pop("optimizer", None)
     optim_tensors = {k: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
     optimizer_state = _unflatten_optimizer(optim_tensors, optim_info) if optim_info else None
     return Checkpoint(weights, meta, optimizer_state, path)
 
 
-# What inference needs from a checkpoint's metadata (ferkit.inference.predictor).
-REQUIRED_META = ("class_names", "num_classes", "image_size", "mean", "std", "backbone", "method",
-                 "class_counts", "num_samples")
-
-
-def _parse_meta(raw: str, path: Path, required: tuple[str, ...]) -> dict[str, Any]:
-    """The ``ferkit`` metadata of ``path`` as a dict holding the ``required`` keys."""
+def _parse_meta(raw: str, path: Path, required: tuple[str, ...]) -> ModelMeta:
+    """The ``ferkit`` metadata of ``path`` as the typed record, its extra holding ``required``."""
     try:
-        meta = json.loads(raw)
+        values = json.loads(raw)
     except ValueError as err:
         raise CheckpointError(f"{path}: its 'ferkit' metadata is not JSON ({err}); the file was "
                               "not written by ferkit or was edited; use another checkpoint") from err
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: its 'ferkit' metadata is a {type(meta).__name__}, not a "
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path}: its 'ferkit' metadata is a {type(values).__name__}, not a "
                               "mapping; use a checkpoint written by ferkit")
-    missing = [key for key in required if key not in meta]
+    meta = ModelMeta.from_dict(values, path)
+    missing = [key for key in required if key not in meta.extra]
     if missing:
         raise CheckpointError(f"{path}: its metadata lacks {', '.join(missing)}; it was not "
                               "written by this ferkit (or was edited); use another checkpoint")
     return meta
-
-
-def check_compatible(meta: dict[str, Any], backbone: str, num_classes: int, path: Path) -> None:
-    """Raise a clear error when a checkpoint was made for another backbone or class count."""
-    problems = []
-    if meta.get("backbone") != backbone:
-        problems.append(f"backbone '{meta.get('backbone')}' (this model: '{backbone}')")
-    if meta.get("num_classes") != num_classes:
-        problems.append(f"{meta.get('num_classes')} classes (this model: {num_classes})")
-    if problems:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit this model: it has {' and '.join(problems)}. "
-            "Use a checkpoint of the same backbone and class count, or start a new output_dir."
-        )
 
 
 def load_weights(module: nn.Module, checkpoint: Checkpoint) -> None:
@@ -202,7 +187,7 @@ def load_weights(module: nn.Module, checkpoint: Checkpoint) -> None:
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"checkpoint {checkpoint.path} does not match the model "
-            f"(backbone {checkpoint.meta.get('backbone')}, method {checkpoint.meta.get('method')}): "
+            f"(backbone {checkpoint.meta.backbone}, method {checkpoint.meta.method}): "
             f"missing keys {result.missing_keys[:5]}{'...' if len(result.missing_keys) > 5 else ''}, "
             f"unexpected keys {result.unexpected_keys[:5]}"
             f"{'...' if len(result.unexpected_keys) > 5 else ''}"
@@ -214,7 +199,7 @@ class LoadedModel:
     """A trained method rebuilt from its checkpoint, in eval mode."""
 
     method: Method
-    meta: dict[str, Any]
+    meta: ModelMeta
     path: Path
 
 
@@ -223,16 +208,18 @@ def load_model(path: Path | str, device: torch.device | str = "cpu") -> LoadedMo
     strictly: the one way evaluation, export and the predictor load a model.
 
     Raises:
-        CheckpointError: the file is missing, unreadable, not ferkit's, lacks
-            :data:`REQUIRED_META`, or its weights do not fit the model its metadata describes.
+        CheckpointError: the file is missing, unreadable, not ferkit's, lacks a field of
+            :class:`ModelMeta` or ``num_samples``, or its weights do not fit the model its
+            metadata describes.
     """
-    ckpt = load_checkpoint(path, required=REQUIRED_META)
+    ckpt = load_checkpoint(path)
     meta = ckpt.meta
-    model = build_classifier(meta["backbone"], meta["num_classes"],
-                            output_stride=meta.get("output_stride"),
-                            **meta.get("backbone_options", {}))
-    check_compatible(meta, meta["backbone"], model.num_classes, ckpt.path)
-    method = create_method(meta["method"], model, meta["class_counts"], meta["num_samples"],
-                           meta.get("method_params"))
+    if meta.num_samples is None:
+        raise CheckpointError(f"{ckpt.path}: its metadata lacks num_samples; it was not written "
+                              "by this ferkit (or was edited); use another checkpoint")
+    model = build_classifier(meta.backbone, meta.num_classes, output_stride=meta.output_stride,
+                             **meta.backbone_options)
+    method = create_method(meta.method, model, list(meta.class_counts), meta.num_samples,
+                           meta.method_params)
     load_weights(method, ckpt)
     return LoadedModel(method.eval().to(device), meta, ckpt.path)

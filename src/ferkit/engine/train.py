@@ -39,6 +39,7 @@ from ferkit.engine.evaluate import (
     evaluate,
     resolve_device,
 )
+from ferkit.engine.meta import ModelMeta
 from ferkit.engine.optim import build_optimizer, build_scheduler
 from ferkit.methods.base import Method, StepOutput
 from ferkit.tempfiles import remove_dead_temp_files
@@ -164,7 +165,7 @@ def fit(
     class_names: tuple[str, ...],
     output_dir: Path,
     seed: int,
-    meta: dict[str, Any],
+    meta: ModelMeta,
     dist: DistInfo | None = None,
 ) -> FitResult:
     """Train ``method`` for ``train_cfg.epochs`` epochs, resuming from ``output_dir/last``.
@@ -177,7 +178,7 @@ def fit(
         class_names: canonical class names (for reports).
         output_dir: where checkpoints and metrics go.
         seed: run seed; epoch e uses ``epoch_seed(seed, e, rank)``.
-        meta: metadata stored in every checkpoint (class names, backbone, config, ...).
+        meta: the record stored in every checkpoint (class names, backbone, config, ...).
         dist: DDP placement (None = single process).
     """
     dist = dist or DistInfo()
@@ -214,8 +215,8 @@ def fit(
         load_weights(method, ckpt)
         if ckpt.optimizer_state is not None:
             optimizer.load_state_dict(ckpt.optimizer_state)
-        scheduler.load_state_dict(ckpt.meta["scheduler"])
-        history = ckpt.meta["history"]
+        scheduler.load_state_dict(ckpt.meta.extra["scheduler"])
+        history = ckpt.meta.extra["history"]
         log.info("resumed %s at epoch %d", last_path, len(history))
     best_score = max((r["selection_score"] for r in history if r.get("val")), default=-1.0)
     writer = _tensorboard(output_dir, train_cfg.tensorboard and dist.is_main)
@@ -290,16 +291,16 @@ def fit(
 
 
 def _save_epoch(
-    method: Method, optimizer: torch.optim.Optimizer, scheduler: Any, meta: dict[str, Any],
+    method: Method, optimizer: torch.optim.Optimizer, scheduler: Any, meta: ModelMeta,
     history: list[dict[str, Any]], output_dir: Path, best_score: float,
 ) -> None:
     """Checkpoint ``last`` (with optimiser), ``best`` when improved, then the metrics files."""
     record = history[-1]
-    epoch_meta = {**meta, "epoch": record["epoch"], "val": record.get("val")}
+    epoch_meta = meta.with_extra(epoch=record["epoch"], val=record.get("val"))
     if record.get("val") and record["selection_score"] > best_score:
         save_checkpoint(output_dir / "best.safetensors", method, epoch_meta)
     save_checkpoint(output_dir / "last.safetensors", method,
-                    {**epoch_meta, "history": history, "scheduler": scheduler.state_dict()},
+                    epoch_meta.with_extra(history=history, scheduler=scheduler.state_dict()),
                     optimizer)
     _write_metrics(output_dir, history)
 

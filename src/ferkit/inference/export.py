@@ -20,7 +20,6 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from torch import nn
 
 from ferkit.cam import class_activation_maps
 from ferkit.data import DATASETS, DatasetError, SplitNotAvailable
-from ferkit.engine.checkpoint import load_model
+from ferkit.engine.checkpoint import ModelMeta, load_model
 from ferkit.inference.onnx_backend import (
     CAMS,
     INPUT_NAME,
@@ -88,22 +87,22 @@ class _ExportNet(nn.Module):
         return logits, class_activation_maps(feature_map, model.head.weight)  # [B, K, h, w]
 
 
-def parity_crops(meta: dict[str, Any], count: int = PARITY_IMAGES) -> tuple[list[np.ndarray], str]:
+def parity_crops(meta: ModelMeta, count: int = PARITY_IMAGES) -> tuple[list[np.ndarray], str]:
     """Face crops to compare the backends on: the first ``count`` validation images of the
     checkpoint's dataset (from its stored config) when readable, else generated faces."""
-    data = (meta.get("config") or {}).get("data") or {}
-    name = data.get("dataset") or meta.get("dataset")
+    data = (meta.config or {}).get("data") or {}
+    name = data.get("dataset") or meta.dataset
     if name and name != "synthetic" and name in DATASETS:
         for split in ("val", "train"):
             try:
                 dataset = DATASETS.create(name, root=data.get("root"), split=split,
-                                          num_classes=meta["num_classes"], **data.get("options", {}))
+                                          num_classes=meta.num_classes, **data.get("options", {}))
                 images = [dataset.load_image(i) for i in range(min(count, len(dataset)))]
                 return images, f"{dataset.name} ({split}, first {len(images)})"
             except (DatasetError, SplitNotAvailable, FileNotFoundError, TypeError) as err:
                 log.info("parity images: %s %s not readable (%s)", name, split, str(err)[:120])
-    dataset = DATASETS.create("synthetic", root=None, split="val", num_classes=meta["num_classes"],
-                              size=meta["image_size"], num_val=count, channels=meta.get("channels", 1))
+    dataset = DATASETS.create("synthetic", root=None, split="val", num_classes=meta.num_classes,
+                              size=meta.image_size, num_val=count, channels=meta.channels)
     return [dataset.load_image(i) for i in range(len(dataset))], f"generated faces ({count})"
 
 
@@ -124,14 +123,14 @@ def _to_onnx(net: TorchNet, image_size: int, path: Path, exporter: str) -> None:
                   {"images": {0: batch}})
 
 
-def _add_metadata(path: Path, meta: dict[str, Any]) -> None:
+def _add_metadata(path: Path, meta: ModelMeta) -> None:
     onnx = require("onnx", "ONNX export")
     model = onnx.load(str(path))
     del model.metadata_props[:]
-    for key, value in metadata_props(meta).items():
+    for key, value in metadata_props(meta.to_dict()).items():
         model.metadata_props.add(key=key, value=value)
-    model.doc_string = (f"ferkit {meta.get('backbone')} / {meta.get('method')} expression "
-                        f"classifier: {', '.join(meta['class_names'])}")
+    model.doc_string = (f"ferkit {meta.backbone} / {meta.method} expression "
+                        f"classifier: {', '.join(meta.class_names)}")
     onnx.save(model, str(path), save_as_external_data=False)
 
 
@@ -161,11 +160,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = DEFA
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
-        _to_onnx(net, meta["image_size"], tmp, exporter)
+        _to_onnx(net, meta.image_size, tmp, exporter)
         _add_metadata(tmp, meta)
         crops, source = parity_crops(meta, num_parity_images)
-        batch = normalise(face_batch(crops, meta["image_size"], meta.get("channels", 3)),
-                          meta["mean"], meta["std"])
+        batch = normalise(face_batch(crops, meta.image_size, meta.channels), meta.mean, meta.std)
         expected = net.logits(batch)
         got = OnnxNet(tmp, threads=1).logits(batch)
         diff = float((got - expected).abs().max())

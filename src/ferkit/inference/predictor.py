@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ferkit.engine.checkpoint import CheckpointError, load_model
+from ferkit.engine.checkpoint import CheckpointError, ModelMeta, load_model
 from ferkit.engine.evaluate import resolve_device
 from ferkit.inference.align import align_face, template_from_meta
 from ferkit.inference.attention import attention_figure, stack_figures
@@ -61,8 +61,9 @@ def _is_single(images: object) -> bool:
     return isinstance(images, np.ndarray) and images.ndim in (2, 3)
 
 
-def _warn_if_synthetic(meta: dict[str, Any], path: Path | str) -> None:
-    if meta.get("dataset") == "synthetic":
+def _warn_if_synthetic(meta: ModelMeta | dict[str, Any], path: Path | str) -> None:
+    dataset = meta.dataset if isinstance(meta, ModelMeta) else meta.get("dataset")
+    if dataset == "synthetic":
         warnings.warn(f"{path} was trained on the synthetic dataset (generated shapes, not "
                       "faces): its answers on real photos mean nothing", UserWarning, stacklevel=3)
 
@@ -85,22 +86,24 @@ class Predictor:
     "torch" or "onnx").
     """
 
-    def __init__(self, net: TorchNet | OnnxNet, meta: dict[str, Any], batch_size: int = 64,
+    def __init__(self, net: TorchNet | OnnxNet, meta: ModelMeta | dict[str, Any], batch_size: int = 64,
                  detect_max_side: int = 1600, min_face: float = DEFAULT_MIN_FACE,
                  det_threshold: float = DEFAULT_THRESHOLDS[2], detector_backend: str = "auto",
                  threads: int | None = None) -> None:
         check_detector_options(min_face, det_threshold)
         self.net = net
         self.backend: str = net.backend
-        self.meta = meta
+        record = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta)
+        self.record = record
+        self.meta = record.to_dict()  # the stored form, as a dict
         self.device: torch.device = net.device
-        self.class_names: tuple[str, ...] = tuple(meta["class_names"])
-        self.image_size: int = meta["image_size"]
-        self.channels: int = meta.get("channels", 3)
-        self.mean: tuple[float, ...] = tuple(meta["mean"])
-        self.std: tuple[float, ...] = tuple(meta["std"])
-        self.class_counts: list[int] = list(meta["class_counts"])
-        self.template = template_from_meta(meta)
+        self.class_names: tuple[str, ...] = record.class_names
+        self.image_size: int = record.image_size
+        self.channels: int = record.channels
+        self.mean: tuple[float, ...] = record.mean
+        self.std: tuple[float, ...] = record.std
+        self.class_counts: list[int] = list(record.class_counts)
+        self.template = template_from_meta(self.meta)
         self.batch_size = batch_size
         self.detect_max_side = detect_max_side
         self.min_face = min_face
