@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,7 +166,7 @@ def fit(
     class_names: tuple[str, ...],
     output_dir: Path,
     seed: int,
-    meta: ModelMeta,
+    meta: ModelMeta | Mapping[str, Any],
     dist: DistInfo | None = None,
 ) -> FitResult:
     """Train ``method`` for ``train_cfg.epochs`` epochs, resuming from ``output_dir/last``.
@@ -178,10 +179,12 @@ def fit(
         class_names: canonical class names (for reports).
         output_dir: where checkpoints and metrics go.
         seed: run seed; epoch e uses ``epoch_seed(seed, e, rank)``.
-        meta: the record stored in every checkpoint (class names, backbone, config, ...).
+        meta: the record stored in every checkpoint (class names, backbone, config, ...); a
+            mapping is read as :meth:`ModelMeta.from_dict` reads a stored one.
         dist: DDP placement (None = single process).
     """
     dist = dist or DistInfo()
+    meta = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta)
     device = resolve_device(train_cfg.device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
