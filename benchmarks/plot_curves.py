@@ -3,6 +3,11 @@ recall and training accuracy, one line per method (mean over the finished seeds;
 
     python benchmarks/plot_curves.py OUT_DIR SETTING --classes fear disgust \
         --out docs/results/ferplus-cpu-long/plots/long-curves.png
+    python benchmarks/plot_curves.py OUT_DIR 7x7 4x4 --diagnostics --out ...
+
+Several settings go on one figure (labels ``setting/method``). ``--diagnostics`` adds the panels
+of the consistency diagnostics where the runs logged them: the CAMs' relative flip-consistency
+error on validation (``train.cam_diagnostics``) and MEK's ``lam * l_cons / l_cls``.
 
 OUT_DIR is a `ferkit bench --out` folder (or a published docs/results/NAME folder: both hold
 runs/<setting>/<method>/seed<k>/metrics.jsonl). Only finished runs are drawn unless
@@ -33,7 +38,14 @@ def read_curves(out_dir: Path, setting: str, unfinished: bool = False
     return curves
 
 
+DIAGNOSTICS = {"CAM flip error (val, relative)": ("diagnostics", "cam_flip_rel"),
+               "lam * l_cons / l_cls (train)": ("train", "cons_to_cls")}
+
+
 def _series(history: list[dict], panel: str) -> list[float]:
+    if panel in DIAGNOSTICS:
+        section, key = DIAGNOSTICS[panel]
+        return [r[section][key] for r in history if key in r.get(section, {})]
     if panel == "train accuracy":
         return [100 * r["train"].get("accuracy", float("nan")) for r in history]
     if panel == "mean class accuracy":
@@ -47,21 +59,27 @@ def plot(curves: dict[str, list[list[dict]]], panels: list[str], title: str, pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, panel in zip(axes.flat, panels):
         for k, (label, seeds) in enumerate(sorted(curves.items())):
             colour = f"C{k}"
             series = [_series(h, panel) for h in seeds]
+            if not all(series):  # a method without this quantity (ce has no l_cons)
+                continue
             for s in series:
                 ax.plot(range(1, len(s) + 1), s, color=colour, alpha=0.3, linewidth=0.8)
             common = min(len(s) for s in series)
             mean = np.mean([s[:common] for s in series], axis=0)
             ax.plot(range(1, common + 1), mean, color=colour, linewidth=2,
                     label=f"{label} ({len(series)} seed{'s' if len(series) > 1 else ''})")
-        ax.set_title(panel if panel in ("train accuracy", "mean class accuracy")
+        ax.set_title(panel if panel in ("train accuracy", "mean class accuracy", *DIAGNOSTICS)
                      else f"{panel} recall (val)")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("%")
+        ax.set_ylabel("ratio" if panel in DIAGNOSTICS else "%")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
@@ -73,17 +91,24 @@ def plot(curves: dict[str, list[list[dict]]], panels: list[str], title: str, pat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("setting")
+    parser.add_argument("settings", nargs="+", metavar="setting")
     parser.add_argument("--classes", nargs="*", default=["fear", "disgust"])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default="")
     parser.add_argument("--unfinished", action="store_true", help="also draw unfinished runs")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="add the CAM flip-error and consistency-ratio panels")
     args = parser.parse_args(argv)
-    curves = read_curves(args.out_dir, args.setting, args.unfinished)
+    curves: dict[str, list[list[dict]]] = {}
+    for setting in args.settings:
+        for label, seeds in read_curves(args.out_dir, setting, args.unfinished).items():
+            curves[f"{setting}/{label}" if len(args.settings) > 1 else label] = seeds
     if not curves:
-        raise SystemExit(f"no metrics.jsonl under {args.out_dir}/runs/{args.setting}")
+        raise SystemExit(f"no metrics.jsonl under {args.out_dir}/runs/{'|'.join(args.settings)}")
     panels = ["mean class accuracy", *args.classes, "train accuracy"]
-    plot(curves, panels, args.title or f"{args.out_dir.name} / {args.setting}", args.out)
+    panels += list(DIAGNOSTICS) if args.diagnostics else []
+    plot(curves, panels, args.title or f"{args.out_dir.name} / {', '.join(args.settings)}",
+         args.out)
     print(f"wrote {args.out}")
     return 0
 
