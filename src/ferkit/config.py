@@ -126,12 +126,12 @@ class ModelConfig:
         pretrained: None (random init), a weight file path, or a known source name
             ("imagenet": offline MobileNetV2 file when installed, else torchvision/timm online).
         drop_rate: dropout before the head.
-        output_stride: overall stride of the feature map, which sets the attention maps' size
-            (input / stride, rounded up). None: the backbone's own (32 for ResNet and
-            MobileNetV2: 4x4 maps at 112 px). 16 or 8 (ResNet, MobileNetV2) replace the last
-            strides by dilation, keeping the ImageNet weights: 7x7 maps at 112 px with 16, at
-            ~1.7x the training cost for MobileNetV2. Swin's map size is set by its patch size
-            and input size (it accepts only its own stride).
+        output_stride: overall stride of the feature map, 8, 16 or 32 (None: the backbone's
+            own, 32 for ResNet and MobileNetV2), which sets the attention maps' size (input /
+            stride, rounded up: 4x4 at 112 px with 32, 7x7 with 16). Below 32 the last strides
+            of ResNet / MobileNetV2 become dilation, keeping the ImageNet weights, at ~1.7x the
+            training cost for MobileNetV2 at 16. Swin's map size is set by its patch size and
+            input size (it accepts only its own stride).
         options: extra backbone arguments (e.g. ``width_mult`` for MobileNetV2).
     """
 
