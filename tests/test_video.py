@@ -247,6 +247,9 @@ def test_webcam_missing_is_a_clear_error(tiny_checkpoint: Path, capsys) -> None:
     assert code == 2
     assert err == (f"error: webcam 7: no camera at /dev/video7 (video devices here: {present}); connect "
                    "a webcam, pick another with --webcam INDEX, or pass a video file\n")
+    code, _, err = run_cli(["predict", "-c", str(tiny_checkpoint), "clip.mp4", "--webcam"], capsys)
+    assert code == 2
+    assert err == "error: --webcam reads a camera instead of files; leave out clip.mp4 (or --webcam)\n"
 
 
 @pytest.mark.filterwarnings("ignore:.*synthetic dataset")
@@ -258,3 +261,24 @@ def test_without_pyav_the_message_says_how_to_install(monkeypatch: pytest.Monkey
     code, _, err = run_cli(["predict", "-c", str(tiny_checkpoint), str(clip)], capsys)
     assert code == 2 and 'error: reading videos needs PyAV; install the optional extra: pip install ' \
         '"ferkit[video]"' in err
+
+
+def test_frames_stream_in_bounded_batches(predictor: Predictor) -> None:
+    """An endless stream is processed as it comes: at most ``batch_size`` frames are held ahead
+    of the results handed out, whatever the length."""
+    from ferkit.inference.video import Frame, predict_frames
+
+    pulled = 0
+
+    def endless():
+        nonlocal pulled
+        image = np.zeros((24, 32, 3), np.uint8)
+        while True:
+            pulled += 1
+            yield Frame(pulled - 1, (pulled - 1) / RATE, image)
+
+    stream = predict_frames(predictor, endless(), detect=False, batch_size=4)
+    for count in range(1, 31):
+        result = next(stream)
+        assert result.index == count - 1 and pulled - count < 4
+        assert [face["track"] for face in result.faces] == [1]  # the whole frame, one track

@@ -112,6 +112,9 @@ def _predict(args: argparse.Namespace) -> int:
     if not images and args.webcam is None:
         raise ValueError("ferkit predict needs at least one image, video, folder or glob pattern "
                          "(or --webcam)")
+    if images and args.webcam is not None:
+        raise ValueError(f"--webcam reads a camera instead of files; leave out {images[0]} "
+                         "(or --webcam)")
     prior, video = parse_prior(args.prior), video_options(args)
     options = {"device": args.device, "backend": _backend(args.backend, checkpoint),
                "threads": args.threads, **_detector_options(args)}
@@ -290,9 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_eval)
 
     p = sub.add_parser(
-        "predict", help="expressions of every face in photos (or face crops with --no-detect)",
+        "predict", help="expressions of every face in photos and videos (or face crops with --no-detect)",
         description="Detect faces (MTCNN), align each to the training-crop geometry and classify "
-        "it. Exit status: 0 when at least one image was read (images without a face included), 1 "
+        "it; in videos, faces are also tracked across frames (docs/video.md). Exit status: 0 when "
+        "at least one image or frame was read (images without a face included), 1 "
         "when no input could be read, 2 for a usage or checkpoint error.")
     p.add_argument("images", nargs="*", help="image and video files, folders and glob patterns")
     p.add_argument("-r", "--recursive", action="store_true",
