@@ -281,4 +281,4 @@ def test_frames_stream_in_bounded_batches(predictor: Predictor) -> None:
     for count in range(1, 31):
         result = next(stream)
         assert result.index == count - 1 and pulled - count < 4
-        assert [face["track"] for face in result.faces] == [1]  # the whole frame, one track
+        assert [face.track for face in result.faces] == [1]  # the whole frame, one track

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -122,20 +121,25 @@ class Tracker:
 
 class LiveTracks:
     """One :class:`Tracker` per live stream (a browser tab of ``ferkit serve``), keyed by the
-    session id it sends and timed by ``now`` (the server's clock: frames of a live stream are
-    processed as they arrive); past ``max_sessions`` the least recently used is dropped."""
+    session id it sends; past ``max_sessions`` the least recently used is dropped.
 
-    def __init__(self, max_sessions: int = 16, now: Callable[[], float] = monotonic) -> None:
-        self.sessions: OrderedDict[str, Tracker] = OrderedDict()
-        self.max_sessions, self.now = max_sessions, now
+    A live stream goes as fast as the server answers, so its time is counted in frames, not
+    seconds: a face keeps its id while it is missed in at most ``max_missed`` consecutive
+    frames, however slow each frame is.
+    """
+
+    def __init__(self, max_sessions: int = 16, max_missed: int = 10) -> None:
+        self.sessions: OrderedDict[str, tuple[Tracker, list[int]]] = OrderedDict()
+        self.max_sessions, self.max_missed = max_sessions, max_missed
 
     def assign(self, session: str, faces: Sequence[FaceResult]) -> None:
         """Set ``face.track`` on each face of the session's newest frame."""
-        tracker = self.sessions.pop(session, None) or Tracker()
-        self.sessions[session] = tracker
+        tracker, frames = self.sessions.pop(session, None) or (Tracker(max_gap=self.max_missed + 1), [0])
+        self.sessions[session] = (tracker, frames)
         while len(self.sessions) > self.max_sessions:
             self.sessions.popitem(last=False)
-        for face, track_id in zip(faces, tracker.update([face.box for face in faces], self.now())):
+        frames[0] += 1
+        for face, track_id in zip(faces, tracker.update([face.box for face in faces], frames[0])):
             face.track = track_id
 
 
