@@ -254,11 +254,15 @@ def _add_detector_flags(p: argparse.ArgumentParser) -> None:
                    help="smallest face side the detector looks for (default 20; larger is faster)")
     p.add_argument("--det-threshold", type=float, metavar="P",
                    help="face probability a detection needs, in (0, 1) (default 0.7)")
+    p.add_argument("--detector-backend", choices=("auto", "torch", "onnx"),
+                   help="where the face detector runs (default auto: onnxruntime when installed "
+                   "and the device is the CPU, else torch)")
 
 
-def _detector_options(args: argparse.Namespace) -> dict[str, float]:
+def _detector_options(args: argparse.Namespace) -> dict[str, float | str]:
     """The detector flags given (the Predictor's defaults stand for the others)."""
-    given = {"min_face": args.min_face, "det_threshold": args.det_threshold}
+    given = {"min_face": args.min_face, "det_threshold": args.det_threshold,
+             "detector_backend": args.detector_backend}
     return {key: value for key, value in given.items() if value is not None}
 
 

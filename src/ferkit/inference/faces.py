@@ -100,8 +100,15 @@ def load_weight_file(path: Path, name: str) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def check_detector_options(min_face: float, det_threshold: float) -> None:
+def check_backend(backend: str) -> None:
+    """Raise ValueError for a detector backend that is not one of :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown detector backend '{backend}'; use one of {', '.join(BACKENDS)}")
+
+
+def check_detector_options(min_face: float, det_threshold: float, backend: str = "auto") -> None:
     """Raise ValueError naming the option when the detector's knobs are out of range."""
+    check_backend(backend)
     low, high = MIN_FACE_RANGE
     if not low <= min_face <= high:  # also False for NaN
         raise ValueError(f"min_face (--min-face) must be between {low:g} and {high:g} pixels, got "
@@ -183,8 +190,7 @@ class TorchStages:
 
 
 def _use_onnx(backend: str, device: torch.device) -> bool:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown detector backend '{backend}'; use one of {', '.join(BACKENDS)}")
+    check_backend(backend)
     if backend == "auto":
         return device.type == "cpu" and importlib.util.find_spec("onnxruntime") is not None
     return backend == "onnx"

@@ -90,7 +90,7 @@ class Predictor:
                  detect_max_side: int = 1600, min_face: float = DEFAULT_MIN_FACE,
                  det_threshold: float = DEFAULT_THRESHOLDS[2], detector_backend: str = "auto",
                  threads: int | None = None) -> None:
-        check_detector_options(min_face, det_threshold)
+        check_detector_options(min_face, det_threshold, detector_backend)
         self.net = net
         self.backend: str = net.backend
         record = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta)

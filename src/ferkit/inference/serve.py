@@ -235,14 +235,15 @@ def create_app(predictor: Predictor, max_upload_bytes: int = 10_000_000) -> Any:
 def run_server(checkpoint: str | None, host: str = "127.0.0.1", port: int = 8000,
                backend: str = "torch", device: str = "auto", max_upload_mb: float = 10.0,
                threads: int | None = None, min_face: float = DEFAULT_MIN_FACE,
-               det_threshold: float = DEFAULT_THRESHOLDS[2]) -> None:
+               det_threshold: float = DEFAULT_THRESHOLDS[2], detector_backend: str = "auto") -> None:
     """Load the model and the face detector once and serve the page with uvicorn (blocks until
-    stopped); ``min_face`` and ``det_threshold`` are the detector knobs of :class:`Predictor`."""
+    stopped); ``min_face``, ``det_threshold`` and ``detector_backend`` are the detector knobs of
+    :class:`Predictor`."""
     _starlette()
     import uvicorn
 
     options = {"device": device, "backend": backend, "threads": threads, "min_face": min_face,
-               "det_threshold": det_threshold}
+               "det_threshold": det_threshold, "detector_backend": detector_backend}
     predictor = (Predictor.from_pretrained(**options) if checkpoint is None
                  else Predictor.from_checkpoint(checkpoint, **options))
     predictor.detector  # noqa: B018  (built now: the first request does not wait for it)

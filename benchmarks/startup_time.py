@@ -1,0 +1,90 @@
+"""Start-up of the ``ferkit`` command: how long help, listing, the config reference and an argument
+error take, as whole processes (``python -m ferkit ...``), wall clock and CPU time.
+
+Usage:
+    PYTHONPATH=src python benchmarks/startup_time.py [--runs 7]
+
+Writes docs/benchmarks/startup.md. Each command runs once as a warm-up (file caches), then
+``--runs`` times; the page gives the median and the fastest run, and whether the command imported
+torch (read from ``python -X importtime`` in one more run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from _machine import LoadRecord
+
+from ferkit.api import hardware, provenance
+
+REPO = Path(__file__).resolve().parents[1]
+GOAL_S = 0.5
+COMMANDS = {
+    "ferkit --help": ["--help"],
+    "ferkit predict --help": ["predict", "--help"],
+    "ferkit predict --batch-size x (argument error)": ["predict", "--batch-size", "x", "a.png"],
+    "ferkit list": ["list"],
+    "ferkit config": ["config"],
+}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``python -m ferkit ARGS``."""
+    start, cpu_start = time.perf_counter(), _children_cpu()
+    subprocess.run([sys.executable, "-m", "ferkit", *args], env=env, capture_output=True)
+    return time.perf_counter() - start, _children_cpu() - cpu_start
+
+
+def imports_torch(args: list[str], env: dict[str, str]) -> bool:
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "ferkit", *args], env=env,
+                          capture_output=True, text=True)
+    return any(line.split("|")[-1].strip() == "torch" for line in done.stderr.splitlines())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--out", default=str(REPO / "docs/benchmarks/startup.md"))
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    load = LoadRecord()
+    rows = []
+    for label, argv in COMMANDS.items():
+        run_once(argv, env)
+        runs = [run_once(argv, env) for _ in range(args.runs)]
+        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        rows.append((label, statistics.median(walls), min(walls), statistics.median(cpus),
+                     imports_torch(argv, env)))
+    load.stop()
+    lines = [
+        "# Start-up of the `ferkit` command", "",
+        f"Command: `PYTHONPATH=src python benchmarks/startup_time.py --runs {args.runs}`  ",
+        f"Commit {provenance().get('git_commit', '?')}, Python {sys.version.split()[0]}, "
+        f"{hardware()}.  ", load.describe(), "",
+        f"Each command as a whole process (`python -m ferkit ...`), one warm-up then {args.runs} "
+        f"runs. Goal: under {GOAL_S} s.", "",
+        "| command | wall s (median) | wall s (fastest) | CPU s (median) | imports torch |",
+        "|---|---|---|---|---|"]
+    for label, wall, fastest, cpu, torch_imported in rows:
+        lines.append(f"| `{label}` | {wall:.2f} | {fastest:.2f} | {cpu:.2f} | "
+                     f"{'yes' if torch_imported else 'no'} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
