@@ -4,7 +4,8 @@ A three-stage cascade: P-Net proposes candidate windows on an image pyramid (pac
 one network call, see :mod:`ferkit.inference.mtcnn_pyramid`), R-Net re-scores and refines them on
 24x24 crops, O-Net does so again on 48x48 crops and adds five landmarks (two eyes, nose, two mouth
 corners); the crops of a stage go through the network as one batch. The image work and
-non-maximum suppression are numpy and Pillow; only the three networks differ between backends:
+non-maximum suppression (numpy, Pillow, torch's area interpolation) are the same for both
+backends; only the three networks differ:
 eager torch, or onnxruntime on graphs exported from the same weights
 (:mod:`ferkit.inference.mtcnn_onnx`, cached after the first use). ``backend="auto"`` takes
 onnxruntime when it is installed and the detector runs on the CPU.
@@ -28,6 +29,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ferkit.inference.mtcnn_boxes import nms, regress, square
 from ferkit.inference.mtcnn_nets import ONet, PNet, RNet
 from ferkit.inference.mtcnn_onnx import OnnxStages
 from ferkit.inference.mtcnn_pyramid import (
@@ -124,54 +126,6 @@ def stage_thresholds(det_threshold: float) -> tuple[float, float, float]:
     than the last, so lowering it finds more faces."""
     return (min(DEFAULT_THRESHOLDS[0], det_threshold), min(DEFAULT_THRESHOLDS[1], det_threshold),
             det_threshold)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union",
-        groups: np.ndarray | None = None) -> np.ndarray:
-    """Greedy non-maximum suppression.
-
-    Args:
-        boxes: ``[N, 4]`` ``(x1, y1, x2, y2)``.
-        scores: ``[N]``.
-        threshold: overlap above which the lower-scored box is dropped.
-        mode: "union" (intersection over union) or "min" (intersection over the smaller area).
-        groups: ``[N]`` integer group of each box; boxes of different groups never suppress each
-            other (one call for the levels of a pyramid).
-
-    Returns:
-        Indices of kept boxes ``[M]``, highest score first.
-    """
-    boxes, scores = np.asarray(boxes, dtype=np.float64), np.asarray(scores)
-    if groups is not None and len(boxes):  # shift each group far from the others
-        boxes = boxes + (np.asarray(groups) * (boxes.max() - boxes.min() + 1))[:, None]
-    areas = (boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)
-    order = np.argsort(-scores, kind="stable")
-    keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        top_left = np.maximum(boxes[rest, :2], boxes[best, :2])
-        bottom_right = np.minimum(boxes[rest, 2:], boxes[best, 2:])
-        inter = (bottom_right - top_left).clip(min=0).prod(axis=1)
-        if mode == "min":
-            overlap = inter / np.maximum(np.minimum(areas[rest], areas[best]), 1e-9)
-        else:
-            overlap = inter / np.maximum(areas[rest] + areas[best] - inter, 1e-9)
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def _square(boxes: np.ndarray) -> np.ndarray:
-    """Grow each box to a square around its centre (side = the longer side)."""
-    centre = (boxes[:, :2] + boxes[:, 2:4]) / 2
-    half = (boxes[:, 2:4] - boxes[:, :2]).max(axis=1, keepdims=True) / 2
-    return np.concatenate([centre - half, centre + half], axis=1)
-
-
-def _regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Apply box offsets (fractions of the box width/height) predicted by a stage."""
-    size = np.tile(boxes[:, 2:4] - boxes[:, :2], 2)
-    return boxes[:, :4] + offsets * size
 
 
 class TorchStages:
@@ -303,7 +257,7 @@ class MTCNN(nn.Module):
         keep = nms(boxes, scores, 0.5, groups=np.concatenate(groups))
         boxes, offsets, scores = boxes[keep], offsets[keep], scores[keep]
         keep = nms(boxes, scores, 0.7)
-        return _square(_regress(boxes[keep], offsets[keep]))
+        return square(regress(boxes[keep], offsets[keep]))
 
     def _batched(self, name: str, batch: np.ndarray, chunk: int = 512) -> tuple[np.ndarray, ...]:
         """Run network ``name`` over crops in chunks (memory stays bounded)."""
@@ -316,7 +270,7 @@ class MTCNN(nn.Module):
         mask = prob >= self.thresholds[1]
         boxes, reg, prob = boxes[mask], reg[mask], prob[mask]
         keep = nms(boxes, prob, 0.7)
-        return _square(_regress(boxes[keep], reg[keep]))
+        return square(regress(boxes[keep], reg[keep]))
 
     def _output(self, pixels: Image.Image, boxes: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -326,6 +280,6 @@ class MTCNN(nn.Module):
         boxes, reg, prob, points = boxes[mask], reg[mask], prob[mask], points[mask]
         size = boxes[:, 2:4] - boxes[:, :2]  # [M, 2] (w, h)
         landmarks = boxes[:, None, :2] + np.stack([points[:, :5], points[:, 5:]], axis=2) * size[:, None]
-        boxes = _regress(boxes, reg)
+        boxes = regress(boxes, reg)
         keep = nms(boxes, prob, 0.7, mode="min")
         return boxes[keep], prob[keep], landmarks[keep]
