@@ -13,7 +13,7 @@ from tests.conftest import SHARED_DATA
 
 from ferkit.cli import main
 from ferkit.data import DATASETS
-from ferkit.engine.checkpoint import save_checkpoint
+from ferkit.engine.checkpoint import ModelMeta, save_checkpoint
 from ferkit.inference import Predictor
 from ferkit.methods import create_method
 from ferkit.models import build_classifier
@@ -176,13 +176,19 @@ def test_cli_export_then_predict_with_onnx(tmp_path: Path, capsys: pytest.Captur
         assert abs(a["confidence"] - b["confidence"]) < 1e-5
 
 
+def record(image_size: int, config: dict) -> ModelMeta:
+    """Grayscale 7-class checkpoint metadata with a stored run config."""
+    return ModelMeta(class_names=tuple(NAMES), num_classes=7, image_size=image_size,
+                     mean=(0.5,) * 3, std=(0.25,) * 3, backbone="tiny_cnn", method="ce",
+                     class_counts=tuple(COUNTS), channels=1, config=config)
+
+
 @pytest.mark.realdata
 def test_parity_crops_are_the_checkpoints_validation_images() -> None:
     root = SHARED_DATA / "ferplus"
     if not root.is_dir():
         pytest.skip(f"real data not found at {root} (see ../shared/data/README.md)")
-    meta = {"num_classes": 7, "image_size": 48, "channels": 1,
-            "config": {"data": {"dataset": "ferplus", "root": str(root), "options": {}}}}
+    meta = record(48, {"data": {"dataset": "ferplus", "root": str(root), "options": {}}})
     images, source = parity_crops(meta, count=5)
     dataset = DATASETS.create("ferplus", root=str(root), split="val", num_classes=7)
     assert source == f"{dataset.name} (val, first 5)"
@@ -190,8 +196,7 @@ def test_parity_crops_are_the_checkpoints_validation_images() -> None:
 
 
 def test_parity_crops_fall_back_to_generated_faces(tmp_path: Path) -> None:
-    meta = {"num_classes": 7, "image_size": 24, "channels": 1,
-            "config": {"data": {"dataset": "ferplus", "root": str(tmp_path / "absent")}}}
+    meta = record(24, {"data": {"dataset": "ferplus", "root": str(tmp_path / "absent")}})
     images, source = parity_crops(meta, count=3)
     assert source == "generated faces (3)" and [a.shape for a in images] == [(24, 24, 1)] * 3
 
