@@ -6,7 +6,6 @@ types, values out of range) and reported in one :class:`ConfigError`.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from ferkit.config_yaml import (  # noqa: F401 (re-exported)
     parse_overrides,
     read_yaml_file,
 )
-from ferkit.tempfiles import temp_path
+from ferkit.tempfiles import atomic_write_text
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -343,12 +342,7 @@ def save_config(cfg: RunConfig, path: Path, extra: dict[str, Any] | None = None)
     data = to_dict(cfg)
     if extra:
         data = {"provenance": extra, **data}
-    tmp = temp_path(Path(path))
-    try:
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:

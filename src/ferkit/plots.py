@@ -7,12 +7,11 @@ line, e.g. matplotlib not installed), so a caller can say why a picture is missi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ferkit.tempfiles import temp_path
+from ferkit.tempfiles import atomic_path
 
 MISSING = 'matplotlib is not installed (pip install "ferkit[plot]")'
 
@@ -33,9 +32,8 @@ def save_figure(figure: Any, path: Path) -> None:
     """Write ``figure`` as a PNG atomically (a killed run never leaves half a picture)."""
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    figure.savefig(tmp, format="png", dpi=120)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
 
 
 def learning_curves(history: Sequence[dict[str, Any]], path: Path) -> str | None:

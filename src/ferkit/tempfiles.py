@@ -12,10 +12,12 @@ written on another host (a shared file system) are left alone. The name of older
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,31 @@ def _host() -> str:
 def temp_path(path: Path) -> Path:
     """The temporary name an atomic write of ``path`` uses in this process."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}@{_host()}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """The one atomic write: yield :func:`temp_path` of ``path`` to write; when the block ends
+    without an error, rename it onto ``path``; the temporary file never outlives the block.
+
+    Example:
+        >>> with atomic_path(out) as tmp:
+        ...     tmp.write_bytes(data)
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):  # absent, or in a folder that cannot be written
+            tmp.unlink()
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (never a half-written file)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def pid_alive(pid: int) -> bool:

@@ -28,7 +28,6 @@ runs on every open (``python benchmarks/cache_cost.py``; docs/benchmarks/cache.m
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -44,7 +43,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ferkit.data.base import FERDataset
-from ferkit.tempfiles import remove_dead_temp_files, temp_path
+from ferkit.tempfiles import atomic_path, remove_dead_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +179,7 @@ def _allocate(path: Path, nbytes: int) -> None:
 
 def _build(dataset: FERDataset, size: int, path: Path, key: str, workers: int) -> np.memmap:
     shape = (len(dataset), dataset.channels, size, size)
-    tmp = temp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         _allocate(tmp, HEADER_BYTES + int(np.prod(shape)))
         array = np.memmap(tmp, np.uint8, "r+", offset=HEADER_BYTES, shape=shape)
         _decode_into(dataset, size, array, workers, f"caching {dataset.name} at {size}px")
@@ -195,10 +193,6 @@ def _build(dataset: FERDataset, size: int, path: Path, key: str, workers: int) -
             handle.write(raw + b" " * (HEADER_BYTES - len(raw)))
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(OSError):  # absent, or in a folder that cannot be written
-            tmp.unlink()
     log.info("cached %d images of %s in %s", shape[0], dataset.name, path)
     return np.memmap(path, np.uint8, "r", offset=HEADER_BYTES, shape=shape)
 

@@ -12,7 +12,6 @@ are removed when the next run starts (:func:`ferkit.tempfiles.remove_dead_temp_f
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from torch import nn
 from ferkit.engine.meta import FORMAT_VERSION, CheckpointError, ModelMeta  # noqa: F401 (re-exported)
 from ferkit.methods import Method, create_method
 from ferkit.models import build_classifier
-from ferkit.tempfiles import temp_path
+from ferkit.tempfiles import atomic_path, atomic_write_text  # noqa: F401 (re-exported)
 
 OPTIM_PREFIX = "optim/"
 
@@ -39,16 +38,6 @@ class Checkpoint:
     meta: ModelMeta
     optimizer_state: dict[str, Any] | None
     path: Path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename (never a half-written file)."""
-    tmp = temp_path(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -91,12 +80,8 @@ def save_checkpoint(
         optim_tensors, optim_info = _flatten_optimizer(optimizer.state_dict())
         tensors.update(optim_tensors)
         meta["optimizer"] = optim_info
-    tmp = temp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"ferkit": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     public = {k: v for k, v in meta.items() if k != "optimizer"}
     atomic_write_text(path.with_suffix(".json"), json.dumps(public, indent=2) + "\n")
     return path

@@ -16,7 +16,6 @@ when the largest logit difference exceeds the tolerance.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from ferkit.inference.onnx_backend import (
 from ferkit.inference.preprocess import face_batch, normalise
 from ferkit.inference.torch_backend import TorchNet
 from ferkit.methods.base import Method
+from ferkit.tempfiles import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = DEFA
     loaded = load_model(checkpoint)
     net, meta = TorchNet(loaded.method, torch.device("cpu")), loaded.meta
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         _to_onnx(net, meta.image_size, tmp, exporter)
         _add_metadata(tmp, meta)
         crops, source = parity_crops(meta, num_parity_images)
@@ -172,7 +171,4 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = DEFA
             raise ExportError(f"ONNX export of {checkpoint} failed the parity check: max |logit "
                               f"difference| {diff:.3g} > tolerance {tolerance:g} on {source}; "
                               "nothing written. Raise --tolerance only if you accept that error.")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportReport(out, diff, tolerance, source, len(crops), agree)

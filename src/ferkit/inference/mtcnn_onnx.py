@@ -11,7 +11,6 @@ R-Net and O-Net any batch of crops.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch import nn
 
 from ferkit.data.cache import default_cache_dir
 from ferkit.inference.onnx_backend import dynamo_export, require
-from ferkit.tempfiles import temp_path
+from ferkit.tempfiles import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +49,9 @@ def _example(name: str) -> tuple[torch.Tensor, dict[str, dict[int, Any]]]:
 def export_net(net: nn.Module, name: str, digest: str, path: Path) -> None:
     """Export one network to ``path`` (written to a temporary name, then renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
     example, dynamic = _example(name)
-    try:
+    with atomic_path(path) as tmp:
         dynamo_export(net.eval(), example, tmp, [INPUT], OUTPUTS[name], dynamic, {SOURCE_KEY: digest})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class OnnxStages:
