@@ -15,7 +15,6 @@ from ferkit.data import data_config_errors
 from ferkit.methods import METHODS, check_method_params
 from ferkit.models import BACKBONES
 from ferkit.models.backbones import output_stride_error
-from ferkit.registry import suggest
 
 
 def registry_errors(cfg: RunConfig) -> list[str]:
@@ -26,9 +25,7 @@ def registry_errors(cfg: RunConfig) -> list[str]:
         return []  # a name of the wrong type is reported by the loader
     errors = data_config_errors(cfg.data)
     if cfg.model.backbone not in BACKBONES:
-        errors.append(f"model.backbone: unknown backbone '{cfg.model.backbone}'."
-                      f"{suggest(str(cfg.model.backbone), BACKBONES.names())} "
-                      f"Available: {', '.join(BACKBONES.names())}")
+        errors.append(f"model.backbone: {BACKBONES.unknown(cfg.model.backbone)}")
     elif cfg.model.output_stride in (8, 16, 32):  # other values fail the range rule already
         errors += [e for e in [output_stride_error(cfg.model.backbone, cfg.model.output_stride)]
                    if e]

@@ -59,12 +59,15 @@ class Registry(Generic[T]):
         facts = self._info[name]
         return dict(facts) if isinstance(facts, dict) else facts
 
+    def unknown(self, name: str) -> str:
+        """The one message for a name that is not registered: the closest match and the
+        choices (config checks prefix it with their key)."""
+        return (f"unknown {self.kind} '{name}'.{suggest(name, self.names())} "
+                f"Available: {', '.join(self.names())}")
+
     def get(self, name: str) -> Callable[..., T]:
         if name not in self._entries:
-            raise UnknownNameError(
-                f"unknown {self.kind} '{name}'.{suggest(name, self.names())} "
-                f"Available: {', '.join(self.names())}"
-            )
+            raise UnknownNameError(self.unknown(name))
         return self._entries[name]
 
     def create(self, name: str, **kwargs: Any) -> T:

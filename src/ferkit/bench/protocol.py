@@ -222,8 +222,7 @@ class _Checker:
         name, params = entry["name"], entry.get("params") or {}
         label = str(entry.get("label") or name)
         if name not in METHODS:
-            self.error(f"{key}.name", f"unknown method '{name}'.{suggest(name, METHODS.names())} "
-                       f"Available: {', '.join(METHODS.names())}")
+            self.error(f"{key}.name", METHODS.unknown(name))
         elif not isinstance(params, dict):
             self.error(f"{key}.params", f"expected a mapping, got {params!r}")
             params = {}
@@ -298,9 +297,7 @@ def parse_protocol(data: Any, path: Path | None = None, parent: Protocol | None 
         extra = {}
     for name, values in extra.items():
         if name not in METHODS:
-            check.error(f"method_overrides.{name}", f"unknown method '{name}'."
-                        f"{suggest(str(name), METHODS.names())} Available: "
-                        f"{', '.join(METHODS.names())}")
+            check.error(f"method_overrides.{name}", METHODS.unknown(str(name)))
         method_overrides[name] = check.overrides(f"method_overrides.{name}", values)
     if parent is not None:
         for name, values in parent.method_overrides.items():

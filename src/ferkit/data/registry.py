@@ -36,7 +36,7 @@ from ferkit.config import ConfigError, DataConfig
 from ferkit.data.base import DatasetError, FERDataset
 from ferkit.data.splits import SPLITS, check_split
 from ferkit.params import Param, check_params, signature_params
-from ferkit.registry import Registry, suggest
+from ferkit.registry import Registry
 
 DATASETS: Registry[FERDataset] = Registry("dataset")
 
@@ -251,9 +251,7 @@ def data_config_errors(cfg: DataConfig) -> list[str]:
     if not isinstance(cfg.dataset, str):
         return []  # a name of the wrong type is reported by the loader
     if cfg.dataset not in DATASETS:
-        return [f"data.dataset: unknown dataset '{cfg.dataset}'."
-                f"{suggest(cfg.dataset, DATASETS.names())} "
-                f"Available: {', '.join(DATASETS.names())}"]
+        return [f"data.dataset: {DATASETS.unknown(cfg.dataset)}"]
     options = cfg.options if isinstance(cfg.options, dict) else {}
     info = dataclasses.replace(dataset_info(cfg.dataset), options=settable_options(cfg.dataset))
     return label_mode_errors(cfg) + check_dataset_options(

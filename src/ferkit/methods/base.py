@@ -28,7 +28,7 @@ from torch import nn
 from ferkit.data.loader import Sampler
 from ferkit.models.classifier import FERClassifier
 from ferkit.params import Constraint, check_params, signature_params
-from ferkit.registry import Registry, suggest
+from ferkit.registry import Registry
 
 METHODS: Registry[Method] = Registry("method")
 
@@ -117,8 +117,7 @@ def check_method_params(name: str, params: dict[str, Any], constraints: bool = T
     values of the wrong type for the constructor's annotation, and (``constraints``) values
     outside the ranges or choices the method declares in ``param_constraints``."""
     if name not in METHODS:
-        return [f"method.name: unknown method '{name}'.{suggest(name, METHODS.names())} "
-                f"Available: {', '.join(METHODS.names())}"]
+        return [f"method.name: {METHODS.unknown(name)}"]
     method = METHODS.get(name)
     return check_params(f"'{name}'", "method.params.", params,
                         signature_params(method, RESERVED),
