@@ -23,6 +23,7 @@ from ferkit.config_yaml import (  # noqa: F401 (re-exported)
     parse_overrides,
     read_yaml_file,
 )
+from ferkit.nested import deep_merge, flatten
 from ferkit.tempfiles import atomic_write_text
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -245,31 +246,15 @@ class RunConfig:
     seed: int = 0
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "params":
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def _merge_params(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Like _merge, but method.params from several sources are merged key by key."""
-    merged = _merge(base, update)
+    """:func:`deep_merge` with method.params from several sources merged key by key (one
+    level: a parameter's own mapping is replaced whole)."""
+    merged = deep_merge(base, update, whole=("params",))
     if isinstance(base.get("method"), dict) and isinstance(update.get("method"), dict):
         params = dict(base["method"].get("params") or {})
         params.update(update["method"].get("params") or {})
         merged["method"] = {**merged["method"], "params": params}
     return merged
-
-
-def _leaves(values: Any, prefix: str = "") -> set[str]:
-    """Every dotted key that a nested mapping sets (leaves, through params/options too)."""
-    if not isinstance(values, dict) or not values:
-        return {prefix.rstrip(".")} if prefix else set()
-    return {k for key, value in values.items() for k in _leaves(value, f"{prefix}{key}.")}
 
 
 def _error_key(error: str) -> str:
@@ -328,7 +313,7 @@ def resolve_config(path: str | Path | None = None, overrides: list[str] | None =
     if checks is not None:
         errors += checks(cfg)
     if errors:
-        lines = [_attribute(e, _leaves(cli), _leaves(loaded if path else {}), path)
+        lines = [_attribute(e, set(flatten(cli)), set(flatten(loaded if path else {})), path)
                  for e in errors]
         raise ConfigError(f"invalid configuration ({len(lines)} problem"
                           f"{'s' if len(lines) > 1 else ''}):\n  - " + "\n  - ".join(lines))

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from ferkit.nested import set_dotted
+
 
 class ConfigError(ValueError):
     """One or more invalid configuration entries; the message lists all of them."""
@@ -115,14 +117,12 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value (e.g. train.epochs=40)")
         key, raw = item.split("=", 1)
-        node = nested
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item}: '{part}' was also set to a value by another "
-                                  "--set; set either the mapping or its keys")
-        node[parts[-1]] = load_yaml(raw, f"--set {item}") if raw.strip() else None
+        value = load_yaml(raw, f"--set {item}") if raw.strip() else None
+        try:
+            set_dotted(nested, key.strip(), value)
+        except TypeError as err:
+            raise ConfigError(f"--set {item}: '{err}' was also set to a value by another "
+                              "--set; set either the mapping or its keys") from None
     return nested
 
 

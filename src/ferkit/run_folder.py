@@ -40,6 +40,7 @@ import yaml
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import CheckpointError, ModelMeta, read_meta
 from ferkit.methods import METHODS, resolved_method_params
+from ferkit.nested import flatten
 
 log = logging.getLogger(__name__)
 
@@ -62,24 +63,18 @@ class RunFolderError(ConfigError):
     """The output folder holds another run (different config) or an unreadable one."""
 
 
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def config_leaves(values: dict[str, Any]) -> dict[str, Any]:
     """Nested config dict -> dotted leaves; ``options`` / ``params`` mappings stay whole."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict) and key not in ("options", "params"):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
+    return flatten(values, whole=("options", "params"))
 
 
 def config_changes(stored: dict[str, Any], current: RunConfig,
                    ignore: tuple[str, ...] = RUN_ONLY_KEYS) -> list[str]:
     """Keys whose stored value differs from ``current`` (``key: stored -> current``), except
     ``ignore``; a key added to RunConfig since the run was stored reads as its default."""
-    defaults = flatten(json.loads(json.dumps(to_dict(RunConfig()))))
-    old = {**defaults, **flatten(json.loads(json.dumps(stored)))}
-    new = flatten(json.loads(json.dumps(to_dict(current))))
+    defaults = config_leaves(json.loads(json.dumps(to_dict(RunConfig()))))
+    old = {**defaults, **config_leaves(json.loads(json.dumps(stored)))}
+    new = config_leaves(json.loads(json.dumps(to_dict(current))))
     # method parameters compare with the constructor's defaults filled in: a run stored with its
     # resolved parameters (ferkit.api.train) is refused when a default changed since; older
     # records, stored as given, can only be compared under today's defaults
@@ -129,7 +124,7 @@ def stored_config(run_dir: Path) -> dict[str, Any] | None:
 
 def _epoch_problem(stored: dict[str, Any], cfg: RunConfig, run_dir: Path) -> str | None:
     """Why ``train.epochs`` may not change here, or None."""
-    old = flatten(stored).get("train.epochs", RunConfig().train.epochs)
+    old = config_leaves(stored).get("train.epochs", RunConfig().train.epochs)
     if old == cfg.train.epochs:
         return None
     change = f"train.epochs: {old!r} -> {cfg.train.epochs!r}"

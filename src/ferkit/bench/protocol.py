@@ -48,6 +48,7 @@ from ferkit.config import (
 )
 from ferkit.config_yaml import bench_dirs, protocol_names  # noqa: F401 (re-exported)
 from ferkit.methods import METHODS, check_method_params
+from ferkit.nested import deep_merge, set_dotted
 from ferkit.registry import suggest
 
 TOP_KEYS = ("name", "description", "extends", "base", "method_overrides", "settings")
@@ -140,30 +141,14 @@ class Protocol:
         return cfg
 
 
-def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """Recursive merge of nested mappings; ``update`` wins, mappings are merged key by key."""
-    out = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def expand_dotted(values: dict[str, Any]) -> dict[str, Any]:
     """``{"data.augment.flip": 0.0, "train": {"epochs": 2}}`` -> fully nested mapping."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, dict) and str(key).split(".")[-1] not in ("params", "options"):
             value = expand_dotted(value)
-        node: dict[str, Any] = {}
-        nested: dict[str, Any] = node
-        parts = str(key).split(".")
-        for part in parts[:-1]:
-            node[part] = {}
-            node = node[part]
-        node[parts[-1]] = value
+        nested: dict[str, Any] = {}
+        set_dotted(nested, str(key), value)
         out = deep_merge(out, nested)
     return out
 

@@ -50,7 +50,7 @@ from ferkit.bench.report import write_report
 from ferkit.checks import check_config
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
-from ferkit.run_folder import RUN_ONLY_KEYS, config_changes, flatten
+from ferkit.run_folder import RUN_ONLY_KEYS, config_changes, config_leaves
 from ferkit.tempfiles import pid_alive
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,8 @@ def _yaml_value(value: Any) -> str:
 
 def train_command(cfg: RunConfig) -> str:
     """The ``ferkit train`` command that reproduces ``cfg``: one ``--set`` per non-default value."""
-    defaults = flatten(to_dict(RunConfig()))
-    values = flatten(to_dict(cfg))
+    defaults = config_leaves(to_dict(RunConfig()))
+    values = config_leaves(to_dict(cfg))
     sets = [f"{key}={_yaml_value(value)}" for key, value in values.items()
             if key != "output_dir" and value != defaults.get(key)]
     parts = ["ferkit", "train"] + [x for s in sets for x in ("--set", s)]
