@@ -55,6 +55,16 @@ def test_velocity_carries_a_track_through_an_occlusion() -> None:
     assert still.update([box(10)], 0.2) == [1] and still.update([box(25)], 0.5) == [2]
 
 
+def test_reach_grows_with_the_time_unseen() -> None:
+    """Without a velocity yet, a face may have moved max_shift + max_speed * elapsed box sizes."""
+    sparse = Tracker(max_shift=1.0, max_speed=2.0)
+    assert sparse.update([box(0)], 0.0) == [1]
+    assert sparse.update([box(21)], 0.6) == [1]  # 2.1 sizes after 0.6 s: within 1 + 2 * 0.6
+    dense = Tracker(max_shift=1.0, max_speed=2.0)
+    assert dense.update([box(0)], 0.0) == [1]
+    assert dense.update([box(21)], 0.1) == [2]  # the same jump in 0.1 s: beyond 1 + 2 * 0.1
+
+
 def test_greedy_matching_prefers_overlap() -> None:
     tracker = Tracker()
     tracker.update([box(0), box(12)], 0.0)

@@ -81,7 +81,13 @@ def test_every_fps_and_time_range(predictor: Predictor, clip: Path) -> None:
     assert [i for i, _ in indices(fps=4)] == [0, 3, 5, 8, 10, 13, 15, 18, 20, 23, 25, 28, 30, 33, 35, 38]
     assert indices(start=1.0, end=1.6, every=2) == [(10, 1.0), (12, 1.2), (14, 1.4), (16, 1.6)]
     faces = predictor.predict_video(clip, every=5, track=False)
-    assert all(face["track"] is None for frame in faces for face in frame.faces)
+    assert all(face.track is None for frame in faces for face in frame.faces)
+    # every third frame: face A jumps 48 px (about 1.4 box sizes) between processed frames and
+    # still keeps one id, through the occlusion; the face entering later is the next id
+    sparse = [(f.index, face.track) for f in predictor.predict_video(clip, every=3) for face in f.faces
+              if face.box[1] < BOTTOM]
+    assert {t for i, t in sparse if i < RETURN_FROM} == {1} and len(sparse) > 5
+    assert {t for i, t in sparse if i >= RETURN_FROM} == {3}
 
 
 @pytest.mark.parametrize("smoothing", ["ema:0.4", "window:3"])

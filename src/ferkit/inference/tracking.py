@@ -6,7 +6,9 @@ Matching is greedy on box overlap with each track's box moved to where its last 
 at the frame's time (constant motion, so a face that moves on while hidden is found again): a
 detection continues a track when their IoU is at least ``min_iou`` or, for a face that moved
 more than its overlap allows (fast motion, frames skipped), when the centres are at most
-``max_shift`` track-box sizes apart (size = ``sqrt(width * height)``).
+``max_shift + max_speed * elapsed`` track-box sizes apart (size = ``sqrt(width * height)``,
+``elapsed`` = time since the track was last seen: the sparser the frames, the farther a face may
+have gone).
 Pairs are taken in order of decreasing IoU, then increasing centre distance, each track and each
 detection at most once. A track that is not seen for more than ``max_gap`` seconds ends; its id is
 never reused. New tracks are numbered 1, 2, ... in order of appearance (left to right within a
@@ -79,15 +81,18 @@ class Tracker:
 
     Args:
         min_iou: overlap at which a detection always may continue a track.
-        max_shift: largest centre displacement (in track-box sizes) that still continues a track.
+        max_shift: centre displacement (in track-box sizes) that always may continue a track.
+        max_speed: track-box sizes per second (per time unit) a face may move on top of that.
         max_gap: seconds a track may go unseen (missed detections, occlusion) and still continue.
     """
 
-    def __init__(self, min_iou: float = 0.2, max_shift: float = 1.0, max_gap: float = 1.0) -> None:
-        if not 0 < min_iou <= 1 or max_shift < 0 or max_gap < 0:
-            raise ValueError(f"tracker settings min_iou={min_iou}, max_shift={max_shift}, "
-                             f"max_gap={max_gap}: need 0 < min_iou <= 1, max_shift >= 0, max_gap >= 0")
-        self.min_iou, self.max_shift, self.max_gap = min_iou, max_shift, max_gap
+    def __init__(self, min_iou: float = 0.2, max_shift: float = 1.0, max_speed: float = 2.0,
+                 max_gap: float = 1.0) -> None:
+        if not 0 < min_iou <= 1 or min(max_shift, max_speed, max_gap) < 0:
+            raise ValueError(f"tracker settings min_iou={min_iou}, max_shift={max_shift}, max_speed="
+                             f"{max_speed}, max_gap={max_gap}: need 0 < min_iou <= 1 and the others >= 0")
+        self.min_iou, self.max_shift, self.max_speed = min_iou, max_shift, max_speed
+        self.max_gap = max_gap
         self.tracks: list[Track] = []
         self.next_id = 1
 
@@ -97,9 +102,10 @@ class Tracker:
         pairs = []
         for ti, track in enumerate(self.tracks):
             expected = track.predicted(time)
+            reach = self.max_shift + self.max_speed * (time - track.last_seen)
             for di, box in enumerate(boxes):
                 overlap, shift = iou(expected, box), centre_shift(expected, box)
-                if overlap >= self.min_iou or shift <= self.max_shift:
+                if overlap >= self.min_iou or shift <= reach:
                     pairs.append((-overlap, shift, ti, di))
         ids: list[int | None] = [None] * len(boxes)
         used_tracks: set[int] = set()
@@ -134,7 +140,8 @@ class LiveTracks:
 
     def assign(self, session: str, faces: Sequence[FaceResult]) -> None:
         """Set ``face.track`` on each face of the session's newest frame."""
-        tracker, frames = self.sessions.pop(session, None) or (Tracker(max_gap=self.max_missed + 1), [0])
+        fresh = (Tracker(max_speed=0.5, max_gap=self.max_missed + 1), [0])  # time unit: one frame
+        tracker, frames = self.sessions.pop(session, None) or fresh
         self.sessions[session] = (tracker, frames)
         while len(self.sessions) > self.max_sessions:
             self.sessions.popitem(last=False)
