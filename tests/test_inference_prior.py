@@ -48,5 +48,12 @@ def test_errors() -> None:
         adjust_logits(torch.zeros(1, 2), [0, 2], "uniform")
     assert parse_prior("uniform") == "uniform"
     assert parse_prior("1,2.5") == [1.0, 2.5]
-    with pytest.raises(ValueError, match="--prior 'x,y' is not"):
+    assert parse_prior(None) == "train" and parse_prior(" 1,2 ", 2) == [1.0, 2.0]
+    with pytest.raises(ValueError, match=r"^prior 'x,y' is not valid: use 'train', 'uniform' or "
+                                         r"positive comma-separated class frequencies$"):
         parse_prior("x,y")
+    with pytest.raises(ValueError, match=r"^prior '1,2' is not valid: use 'train', 'uniform' or "
+                                         r"3 positive"):
+        parse_prior("1,2", 3)
+    with pytest.raises(ValueError, match=r"^prior '1,-2' is not valid"):
+        parse_prior("1,-2")

@@ -68,12 +68,24 @@ def adjust_logits(
     return logits + shift.to(logits.dtype).to(logits.device)
 
 
-def parse_prior(text: str) -> Prior:
-    """CLI form: "train", "uniform" or comma-separated numbers."""
+def parse_prior(text: str | None, num_classes: int | None = None) -> Prior:
+    """The written form (``ferkit predict --prior``, the web app's prior field): "train" (also
+    for nothing), "uniform" or comma-separated positive class frequencies, ``num_classes`` of
+    them when that is given.
+
+    Raises:
+        ValueError: anything else, in one line saying what is allowed.
+    """
+    text = (text or "train").strip()
     if text in ("train", "uniform"):
         return text
     try:
-        return [float(v) for v in text.split(",")]
-    except ValueError as err:
-        raise ValueError(f"--prior '{text}' is not 'train', 'uniform' or comma-separated numbers "
-                         "(e.g. 0.3,0.1,0.1,0.2,0.1,0.1,0.1)") from err
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if (not values or len(values) != (num_classes or len(values))
+            or not all(v > 0 for v in values)):
+        count = f"{num_classes} " if num_classes else ""
+        raise ValueError(f"prior '{text}' is not valid: use 'train', 'uniform' or {count}positive "
+                         "comma-separated class frequencies")
+    return values

@@ -39,6 +39,7 @@ from PIL import Image
 from ferkit.cam import normalized_cams
 from ferkit.inference.faces import DEFAULT_MIN_FACE, DEFAULT_THRESHOLDS
 from ferkit.inference.predictor import Predictor
+from ferkit.inference.prior import parse_prior
 from ferkit.inference.tracking import LiveTracks
 
 STATIC_FILES = {"app.js": "text/javascript", "live.js": "text/javascript", "style.css": "text/css",
@@ -81,21 +82,6 @@ def decode_upload(data: bytes) -> np.ndarray:
                         f"{type(err).__name__}); send a JPEG, PNG or WebP photo") from err
 
 
-def parse_prior(text: str | None, num_classes: int) -> str | list[float]:
-    """``train`` / ``uniform`` / ``f1,f2,...`` -> the predictor's prior argument (400 if bad)."""
-    text = (text or "train").strip()
-    if text in ("train", "uniform"):
-        return text
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != num_classes or not all(v > 0 for v in values):
-        raise BadUpload(400, f"prior '{text}' is not valid: use 'train', 'uniform' or "
-                        f"{num_classes} positive comma-separated class frequencies")
-    return values
-
-
 class FacePage:
     """The model behind the app: one predictor, used by one request at a time."""
 
@@ -120,7 +106,10 @@ class FacePage:
             raise BadUpload(400, f"live session '{live[:80]}' is not valid: use 1 to 64 letters, "
                             "digits, '-' or '_'")
         image = decode_upload(data)
-        prior = parse_prior(prior_text, len(self.predictor.class_names))
+        try:
+            prior = parse_prior(prior_text, len(self.predictor.class_names))
+        except ValueError as err:
+            raise BadUpload(400, str(err)) from None
         with self.lock:
             found, crops = self.predictor.face_crops(image, detect)
             faces = self.predictor.classify_faces([(found, crops)], prior)[0]
