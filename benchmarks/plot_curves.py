@@ -5,7 +5,8 @@ recall and training accuracy, one line per method (mean over the finished seeds;
         --out docs/results/ferplus-cpu-long/plots/long-curves.png
     python benchmarks/plot_curves.py OUT_DIR 7x7 4x4 --diagnostics --out ...
 
-Several settings go on one figure (labels ``setting/method``). ``--diagnostics`` adds the panels
+Several settings go on one figure (labels ``setting/method``); ``OTHER_DIR:SETTING`` takes a
+setting from another results folder (another protocol's published runs, for a comparison). ``--diagnostics`` adds the panels
 of the consistency diagnostics where the runs logged them: the CAMs' relative flip-consistency
 error on validation (``train.cam_diagnostics``) and MEK's ``lam * l_cons / l_cls``.
 
@@ -100,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="add the CAM flip-error and consistency-ratio panels")
     args = parser.parse_args(argv)
     curves: dict[str, list[list[dict]]] = {}
-    for setting in args.settings:
-        for label, seeds in read_curves(args.out_dir, setting, args.unfinished).items():
+    for spec in args.settings:
+        folder, _, setting = spec.rpartition(":")
+        runs = read_curves(Path(folder) if folder else args.out_dir, setting, args.unfinished)
+        for label, seeds in runs.items():
             curves[f"{setting}/{label}" if len(args.settings) > 1 else label] = seeds
     if not curves:
         raise SystemExit(f"no metrics.jsonl under {args.out_dir}/runs/{'|'.join(args.settings)}")
