@@ -6,9 +6,10 @@ recall and training accuracy, one line per method (mean over the finished seeds;
     python benchmarks/plot_curves.py OUT_DIR 7x7 4x4 --diagnostics --out ...
 
 Several settings go on one figure (labels ``setting/method``); ``OTHER_DIR:SETTING`` takes a
-setting from another results folder (another protocol's published runs, for a comparison). ``--diagnostics`` adds the panels
-of the consistency diagnostics where the runs logged them: the CAMs' relative flip-consistency
-error on validation (``train.cam_diagnostics``) and MEK's ``lam * l_cons / l_cls``.
+setting from another results folder (another protocol's published runs, for a comparison).
+``--diagnostics`` adds the panels of the consistency diagnostics where the runs logged them: the
+CAMs' relative flip-consistency error on validation (``train.cam_diagnostics``) and MEK's
+``lam * l_cons / l_cls``.
 
 OUT_DIR is a `ferkit bench --out` folder (or a published docs/results/NAME folder: both hold
 runs/<setting>/<method>/seed<k>/metrics.jsonl). Only finished runs are drawn unless
