@@ -17,7 +17,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # the bottom layer: it may import only these (stdlib-only helpers) and each other
 CONFIG_LAYER = {"ferkit.config", "ferkit.config_checks", "ferkit.config_types",
                 "ferkit.config_yaml"}
-FOUNDATION = {"ferkit._version", "ferkit.nested", "ferkit.registry", "ferkit.tempfiles"}
+FOUNDATION = {"ferkit._version", "ferkit.nested", "ferkit.registry", "ferkit.run_files",
+              "ferkit.tempfiles"}
 
 
 def _modules() -> dict[str, Path]:

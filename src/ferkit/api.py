@@ -44,7 +44,8 @@ from ferkit.models import build_classifier
 from ferkit.models.backbones import feature_map_size, resolved_output_stride
 from ferkit.plots import confusion_matrix_plot, learning_curves
 from ferkit.provenance import git_commit, hardware, provenance  # noqa: F401  (ferkit.api names)
-from ferkit.run_folder import CONFUSION_MATRIX, LEARNING_CURVES, check_run_folder, clear_run_folder
+from ferkit.run_files import CONFUSION_MATRIX, LEARNING_CURVES, RunFiles
+from ferkit.run_folder import check_run_folder, clear_run_folder
 from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
             clear_run_folder(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         remove_dead_temp_files(output_dir)  # a killed run's half-written files, never read
-        save_config(cfg, output_dir / "config.yaml", provenance())
+        save_config(cfg, RunFiles(output_dir).config, provenance())
         if dist.enabled:  # rank 0 decodes the disk caches first, the others then map them
             for split in (splits.train, splits.val):
                 cached_images(split, cfg.data.image_size, resolve_cache_dir(cfg.data.cache_dir))
@@ -195,7 +196,7 @@ def write_results(result: FitResult, splits: Splits, cfg: RunConfig) -> dict[str
     if splits.test is not None:
         summary["test"] = {}
         for name in ("last",) if same else ("last", "best"):
-            report = evaluate(output_dir / f"{name}.safetensors", splits.test,
+            report = evaluate(RunFiles(output_dir).checkpoint(name), splits.test,
                               data_cfg=cfg.data, device=cfg.train.device)
             label = "last epoch" if name == "last" else "val-selected checkpoint"
             summary["test"]["last" if name == "last" else "selected"] = report
@@ -203,19 +204,19 @@ def write_results(result: FitResult, splits: Splits, cfg: RunConfig) -> dict[str
                                             if same else f"Test, {label}"))
         if same:
             summary["test"]["selected"] = summary["test"]["last"]
-    atomic_write_text(output_dir / "results.json", json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(output_dir / "report.md", "\n".join(markdown))
+    atomic_write_text(RunFiles(output_dir).results, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(RunFiles(output_dir).report, "\n".join(markdown))
     return summary
 
 
 def _pictures(result: FitResult, output_dir: Path) -> str:
     """Draw the run's pictures; their markdown, or one line saying why there are none."""
     selected = result.best or result.last
-    reasons = [learning_curves(result.history, output_dir / LEARNING_CURVES)]
+    reasons = [learning_curves(result.history, RunFiles(output_dir).learning_curves)]
     if selected.get("val"):
         reasons.append(confusion_matrix_plot(
             selected["val"], f"validation, val-selected epoch {selected['epoch']}",
-            output_dir / CONFUSION_MATRIX))
+            RunFiles(output_dir).confusion_matrix))
     missing = next((reason for reason in reasons if reason), None)
     if missing:
         return f"No pictures: {missing}.\n"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ferkit._version import __version__
 from ferkit.config_yaml import protocol_names
+from ferkit.run_files import RunFiles
 
 if TYPE_CHECKING:
     from ferkit.config import DataConfig
@@ -44,7 +45,7 @@ class Terminated(KeyboardInterrupt):
 
 
 def _interrupted(output_dir: str) -> str:
-    last = Path(output_dir) / "last.safetensors"
+    last = RunFiles(output_dir).last
     if last.is_file():
         return (f"stopped; {last} holds the last finished epoch: re-run the same command to "
                 "resume from it")

@@ -41,6 +41,7 @@ from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import CheckpointError, ModelMeta, read_meta
 from ferkit.methods import METHODS, resolved_method_params
 from ferkit.nested import flatten
+from ferkit.run_files import RUN_FILES, RunFiles
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,6 @@ RUN_ONLY_KEYS = ("output_dir", "data.root", "data.cache_dir", "train.progress",
 RESUMABLE_KEYS = ("output_dir", "data.cache_dir", "train.progress", "train.tensorboard",
                   "train.num_threads", "train.device", "train.channels_last",
                   "data.eval_batch_size", "train.epochs")
-# The pictures beside report.md (with the [plot] extra).
-LEARNING_CURVES, CONFUSION_MATRIX = "learning_curves.png", "confusion_matrix.png"
-# What ``ferkit train`` writes into a run folder: what ``--overwrite`` deletes (nothing else).
-RUN_FILES = ("config.yaml", "last.safetensors", "last.json", "best.safetensors", "best.json",
-             "metrics.jsonl", "metrics.csv", "results.json", "report.md", LEARNING_CURVES,
-             CONFUSION_MATRIX, "tensorboard")
 
 
 class RunFolderError(ConfigError):
@@ -104,7 +99,7 @@ def _last_meta(path: Path) -> ModelMeta:
 
 def stored_config(run_dir: Path) -> dict[str, Any] | None:
     """The config a run folder was trained with: ``config.yaml``, else the checkpoint's."""
-    path = run_dir / "config.yaml"
+    path = RunFiles(run_dir).config
     if path.is_file():
         try:
             stored = yaml.safe_load(path.read_text())
@@ -116,7 +111,7 @@ def stored_config(run_dir: Path) -> dict[str, Any] | None:
             raise RunFolderError(f"{path} does not hold a config mapping; use another "
                                  "--output-dir or --overwrite")
         return {k: v for k, v in stored.items() if k != "provenance"}
-    last = run_dir / "last.safetensors"
+    last = RunFiles(run_dir).last
     if last.is_file():
         return _last_meta(last).config
     return None
@@ -133,7 +128,7 @@ def _epoch_problem(stored: dict[str, Any], cfg: RunConfig, run_dir: Path) -> str
     method = METHODS.get(cfg.method.name) if cfg.method.name in METHODS else None
     if getattr(method, "schedule_uses_num_epochs", False):
         return f"{change} (method '{cfg.method.name}' schedules by the total number of epochs)"
-    last = run_dir / "last.safetensors"
+    last = RunFiles(run_dir).last
     done = len(_last_meta(last).extra.get("history") or []) if last.is_file() else 0
     if cfg.train.epochs < done:
         return f"{change} (the folder already holds {done} trained epochs)"
@@ -149,8 +144,8 @@ def check_run_folder(cfg: RunConfig) -> None:
     run_dir = Path(cfg.output_dir)
     if not run_dir.is_dir():
         return
-    if (run_dir / "last.safetensors").is_file():
-        _last_meta(run_dir / "last.safetensors")  # a damaged checkpoint stops here
+    if RunFiles(run_dir).last.is_file():
+        _last_meta(RunFiles(run_dir).last)  # a damaged checkpoint stops here
     stored = stored_config(run_dir)
     if stored is None:
         return

@@ -15,6 +15,7 @@ from typing import Any
 
 from ferkit.bench.protocol import RunSpec
 from ferkit.config import RunConfig
+from ferkit.run_files import RunFiles
 
 
 def _split_known(cls: type, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -116,7 +117,7 @@ class PlannedRun:
 
     def read_results(self) -> dict[str, Any] | None:
         """``results.json`` when the run is finished and the file readable, else None."""
-        path = self.dir / "results.json"
+        path = RunFiles(self.dir).results
         if self.status != "finished" or not path.is_file():
             return None
         return json.loads(path.read_text())

@@ -24,6 +24,7 @@ from ferkit.bench.records import PlannedRun
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.models.backbones import BACKBONES, feature_map_size
 from ferkit.plots import new_figure, save_figure
+from ferkit.run_files import RunFiles
 
 METRICS = (("accuracy", "overall"), ("mean_class_accuracy", "mean class"), ("macro_f1", "macro-F1"))
 TABLES = (("val", "last", "Validation, last epoch"),
@@ -84,7 +85,7 @@ def _curve(runs: list[PlannedRun]) -> dict[str, Any] | None:
     """Mean over runs of the per-epoch val accuracies and of the last epoch's training terms."""
     histories = []
     for run in runs:
-        path = run.dir / "metrics.jsonl"
+        path = RunFiles(run.dir).metrics_jsonl
         if path.is_file():
             lines = path.read_text().splitlines()
             histories.append([json.loads(line) for line in lines if line.strip()])

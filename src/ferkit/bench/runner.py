@@ -50,6 +50,7 @@ from ferkit.bench.report import write_report
 from ferkit.checks import check_config
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
+from ferkit.run_files import RunFiles
 from ferkit.run_folder import RUN_ONLY_KEYS, config_changes, config_leaves
 from ferkit.tempfiles import pid_alive
 
@@ -106,7 +107,7 @@ def _stored_config(run_dir: Path, record: RunRecord | None) -> dict[str, Any] | 
     if record and record.config:
         return record.config
     try:  # written by api.train before its first epoch
-        stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+        stored = yaml.safe_load(RunFiles(run_dir).config.read_text())
     except (OSError, yaml.YAMLError):
         return None
     return {k: v for k, v in stored.items() if k != "provenance"} if stored else None
@@ -179,13 +180,13 @@ def plan_runs(protocol: Protocol, out_dir: Path, root: str | None = None,
         changes = config_changes(stored, cfg) if stored is not None else []
         if changes:
             status = "changed"
-        elif (run_dir / "results.json").is_file():
+        elif RunFiles(run_dir).results.is_file():
             status = "finished"
         elif lock_holder(run_dir) is not None:
             status = "running"
         elif record and record.status in ("failed", "interrupted"):
             status = record.status
-        elif (run_dir / "last.safetensors").is_file():
+        elif RunFiles(run_dir).last.is_file():
             status = "partial"
         else:  # "started": running in another process, or killed before its first epoch ended
             status = "started" if record and record.status == "running" else "pending"
@@ -198,7 +199,7 @@ def _killed_attempt(run: PlannedRun) -> Attempt | None:
     attempt = run.record.attempts[-1] if run.record and run.record.attempts else None
     if not attempt or attempt.status != "running":
         return None
-    last = run.dir / "last.safetensors"
+    last = RunFiles(run.dir).last
     started = datetime.fromisoformat(attempt.started)
     ended = datetime.fromtimestamp(last.stat().st_mtime, timezone.utc) if last.exists() else started
     return dataclasses.replace(attempt, status="killed", ended=ended.isoformat(timespec="seconds"),
@@ -322,7 +323,7 @@ def run_protocol(
                 summary["busy"].append(run.id)
                 continue
             try:
-                if (run.dir / "results.json").is_file():  # finished by another process
+                if RunFiles(run.dir).results.is_file():  # finished by another process
                     summary["skipped"].append(run.id)
                     continue
                 run.record = RunRecord.read(run.dir / RECORD)  # as the last holder left it

@@ -25,6 +25,7 @@ from torch import nn
 from ferkit.engine.meta import FORMAT_VERSION, CheckpointError, ModelMeta  # noqa: F401 (re-exported)
 from ferkit.methods import Method, create_method
 from ferkit.models import build_classifier
+from ferkit.run_files import RunFiles
 from ferkit.tempfiles import atomic_path, atomic_write_text  # noqa: F401 (re-exported)
 
 OPTIM_PREFIX = "optim/"
@@ -90,7 +91,7 @@ def save_checkpoint(
 def _checkpoint_file(path: Path | str) -> Path:
     path = Path(path)
     if path.is_dir():
-        path = path / "best.safetensors"
+        path = RunFiles(path).best
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (expected a ferkit .safetensors "
                               "file, e.g. runs/NAME/best.safetensors)")

@@ -43,6 +43,7 @@ from ferkit.engine.evaluate import (
 from ferkit.engine.meta import ModelMeta
 from ferkit.engine.optim import build_optimizer, build_scheduler
 from ferkit.methods.base import Method, StepOutput
+from ferkit.run_files import RunFiles
 from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def train_step(
 
 def _write_metrics(output_dir: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite metrics.jsonl and metrics.csv from the full history (atomic)."""
-    atomic_write_text(output_dir / "metrics.jsonl",
+    atomic_write_text(RunFiles(output_dir).metrics_jsonl,
                       "".join(json.dumps(r) + "\n" for r in history))
     rows = []
     for record in history:
@@ -130,7 +131,7 @@ def _write_metrics(output_dir: Path, history: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(output_dir / "metrics.csv", buffer.getvalue())
+    atomic_write_text(RunFiles(output_dir).metrics_csv, buffer.getvalue())
 
 
 def _tensorboard(output_dir: Path, enabled: bool) -> Any:
@@ -142,7 +143,7 @@ def _tensorboard(output_dir: Path, enabled: bool) -> Any:
         log.info('TensorBoard is not installed: no tensorboard/ logs (pip install "ferkit[tensorboard]", '
                  "or set train.tensorboard=false to silence this)")
         return None
-    return SummaryWriter(str(output_dir / "tensorboard"))
+    return SummaryWriter(str(RunFiles(output_dir).tensorboard))
 
 
 def training_length(train_cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
@@ -212,7 +213,7 @@ def fit(
     if dist.is_main:  # temp files of a killed earlier run are never read: reclaim their space
         remove_dead_temp_files(output_dir)
     history: list[dict[str, Any]] = []
-    last_path = output_dir / "last.safetensors"
+    last_path = RunFiles(output_dir).last
     if last_path.exists():
         ckpt = load_checkpoint(last_path, required=("history", "scheduler"))
         load_weights(method, ckpt)
@@ -301,8 +302,8 @@ def _save_epoch(
     record = history[-1]
     epoch_meta = meta.with_extra(epoch=record["epoch"], val=record.get("val"))
     if record.get("val") and record["selection_score"] > best_score:
-        save_checkpoint(output_dir / "best.safetensors", method, epoch_meta)
-    save_checkpoint(output_dir / "last.safetensors", method,
+        save_checkpoint(RunFiles(output_dir).best, method, epoch_meta)
+    save_checkpoint(RunFiles(output_dir).last, method,
                     epoch_meta.with_extra(history=history, scheduler=scheduler.state_dict()),
                     optimizer)
     _write_metrics(output_dir, history)
