@@ -175,7 +175,8 @@ def test_presets_and_overrides() -> None:
     paper = _mek()
     assert (paper.lam, paper.alpha, paper.flipped_ce, paper.consistency_reduction) == \
         (2.0, 0.1, True, "mean")
-    with pytest.raises(ValueError, match="preset must be one of paper, official"):
+    with pytest.raises(ValueError, match=r"^method.params.preset: 'offical' is not one of "
+                                         r"\['paper', 'official'\]. Did you mean 'official'\?$"):
         _mek(preset="offical")
     with pytest.raises(ValueError, match="has no parameter 'lambda'"):
         _mek(**{"lambda": 1.0})
@@ -258,7 +259,8 @@ def test_absolute_error_reading_of_eq5(reduction: str) -> None:
     assert got.item() == pytest.approx(total, rel=1e-6)
     method = _mek(consistency_error="absolute")
     assert method.consistency_error == "absolute" and torch.isfinite(method(_batch()).loss)
-    with pytest.raises(ValueError, match="consistency_error must be one of squared, absolute"):
+    with pytest.raises(ValueError, match=r"^method.params.consistency_error: 'l1' is not one of "
+                                         r"\['squared', 'absolute'\]"):
         _mek(consistency_error="l1")
 
 
@@ -276,7 +278,8 @@ def test_weights_norm_sets_the_scale_of_b() -> None:
     assert _mek(weights_norm="max").class_weights.max().item() == pytest.approx(1.0)
     assert _mek(preset="official").class_weights.tolist() == pytest.approx(
         [0.1 * sum(RAF_COUNTS) / n for n in RAF_COUNTS], rel=1e-5)
-    with pytest.raises(ValueError, match="weights_norm must be one of sum, max, none"):
+    with pytest.raises(ValueError, match=r"^method.params.weights_norm: 'l2' is not one of "
+                                         r"\['sum', 'max', 'none'\]"):
         _mek(weights_norm="l2")
 
 
@@ -305,5 +308,21 @@ def test_forward_modes_equal_without_batch_statistics(method_name: str) -> None:
     # train mode: each view normalised by its own statistics, running stats updated twice
     assert losses[True, "separate"] != losses[True, "joint"]
     assert (running[True, "separate"] - running[True, "joint"]).abs().max() > 1e-3
-    with pytest.raises(ValueError, match="forward_mode must be one of separate, joint"):
+    with pytest.raises(ValueError, match=r"^method.params.forward_mode: '2b' is not one of "
+                                         r"\['separate', 'joint'\]"):
         create_method(method_name, _bn_model(), RAF_COUNTS, 100, {"forward_mode": "2b"})
+
+
+def test_preset_overrides_are_checked_with_the_config_before_any_data() -> None:
+    """consistency_reduction and smooth_form are declared once (param_constraints), so a bad
+    value fails ``ferkit train``'s config check, not the constructor after the datasets."""
+    from ferkit.checks import load_config
+    from ferkit.config import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["method.name=mek", "method.params.consistency_reduction=sum",
+                           "method.params.smooth_form=offical"])
+    assert ("method.params.consistency_reduction: 'sum' is not one of ['mean', 'class_sum']"
+            in str(err.value))
+    assert ("method.params.smooth_form: 'offical' is not one of ['paper', 'official']. "
+            "Did you mean 'official'? (--set)" in str(err.value))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 ERRORS = ("squared", "absolute")
+REDUCTIONS = ("mean", "class_sum")
 
 
 def _error(diff: torch.Tensor, error: str) -> torch.Tensor:
@@ -47,7 +48,7 @@ def attention_consistency(
         if class_weights is not None:
             per_class = per_class * class_weights.to(diff.device).view(1, -1)
         return per_class.sum(dim=1).mean()
-    raise ValueError(f"unknown consistency reduction '{reduction}'; use mean or class_sum")
+    raise ValueError(f"unknown consistency reduction '{reduction}'; use {' or '.join(REDUCTIONS)}")
 
 
 def flip_x(maps: torch.Tensor) -> torch.Tensor:

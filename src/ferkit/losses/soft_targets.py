@@ -10,6 +10,8 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     """``mean_i ( -sum_l targets[i, l] * log softmax(logits)[i, l] )``; logits, targets ``[N, K]``."""
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
+SMOOTH_FORMS = ("paper", "official")
+
 
 def rebalanced_smooth_targets(
     labels: torch.Tensor, class_weights: torch.Tensor, alpha: float, form: str = "paper"
@@ -32,4 +34,4 @@ def rebalanced_smooth_targets(
     if form == "official":
         others = weights[None, :] * (1 - onehot)  # [N, K], zero at the label
         return (1 - alpha) * onehot + alpha * others / others.sum(dim=1, keepdim=True)
-    raise ValueError(f"unknown smooth-label form '{form}'; use paper or official")
+    raise ValueError(f"unknown smooth-label form '{form}'; use {' or '.join(SMOOTH_FORMS)}")

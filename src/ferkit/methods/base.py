@@ -137,10 +137,11 @@ def create_method(
     name: str, model: FERClassifier, class_counts: Sequence[int], num_samples: int,
     params: dict[str, Any] | None = None,
 ) -> Method:
-    """Build a registered method; unknown or mistyped parameters raise ValueError before anything
-    runs (ranges and choices are the constructor's to report; the config checks them earlier)."""
+    """Build a registered method; unknown or mistyped parameters and values outside the declared
+    ``param_constraints`` raise ValueError before anything is built (the same check the config
+    runs before any data is read), so constructors trust their arguments."""
     params = dict(params or {})
-    errors = check_method_params(name, params, constraints=False)
+    errors = check_method_params(name, params)
     if errors:
         raise ValueError("\n".join(errors))
     return METHODS.create(name, model=model, class_counts=class_counts, num_samples=num_samples,

@@ -44,8 +44,6 @@ class ClassBalanced(Method):
         beta: float = 0.9999, loss: str = "softmax", gamma: float = 1.0,
     ) -> None:
         super().__init__(model, class_counts, num_samples)
-        if loss not in ("softmax", "focal", "sigmoid"):
-            raise ValueError(f"cb loss must be softmax, focal or sigmoid, got '{loss}'")
         self.loss_kind, self.gamma = loss, gamma
         self.register_buffer("class_weights", class_weights(class_counts, "effective", beta),
                              persistent=False)

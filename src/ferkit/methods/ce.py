@@ -32,8 +32,6 @@ class CrossEntropy(Method):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(model, class_counts, num_samples)
-        if not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = label_smoothing
 
     def forward(self, batch: dict[str, Any]) -> StepOutput:

@@ -53,11 +53,6 @@ class ErasingAttentionConsistency(Method):
         lam: float = 5.0, detach_head: bool = True, forward_mode: str = "separate",
     ) -> None:
         super().__init__(model, class_counts, num_samples)
-        if lam < 0:
-            raise ValueError(f"eac lam must be >= 0, got {lam}")
-        if forward_mode not in FORWARD_MODES:
-            raise ValueError(f"eac forward_mode must be one of {', '.join(FORWARD_MODES)}, "
-                             f"got '{forward_mode}'")
         self.lam, self.detach_head, self.forward_mode = float(lam), detach_head, forward_mode
 
     def forward(self, batch: dict[str, Any]) -> StepOutput:

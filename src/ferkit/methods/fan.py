@@ -68,10 +68,6 @@ class UncertaintyImbalanceCBAM(RelativeUncertaintyLearning):
         embed_dim: int = 64, dropout: float = 0.4, feature_hw: int | None = None,
         fc_lr_mult: float = 10.0,
     ) -> None:
-        if cbam_placement not in PLACEMENTS:
-            raise ValueError(f"cbam_placement must be one of {PLACEMENTS}, got '{cbam_placement}'")
-        if class_weight not in CLASS_WEIGHTS:
-            raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got '{class_weight}'")
         super().__init__(model, class_counts, num_samples, embed_dim=embed_dim, dropout=dropout,
                          feature_hw=feature_hw, fc_lr_mult=fc_lr_mult)
         if cbam_placement == "every_block":

@@ -41,8 +41,6 @@ class Focal(Method):
         gamma: float = 2.0, class_weight: str = "none", beta: float = 0.9999,
     ) -> None:
         super().__init__(model, class_counts, num_samples)
-        if class_weight not in CLASS_WEIGHTS:
-            raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got '{class_weight}'")
         self.gamma = gamma
         weights = None if class_weight == "none" else make_class_weights(
             class_counts, class_weight, beta, normalize="mean")

@@ -86,8 +86,6 @@ class LDAMDRW(Method):
         beta: float = 0.9999, drw_reduction: str = "weighted_mean",
     ) -> None:
         super().__init__(model, class_counts, num_samples)
-        if drw_reduction not in REDUCTIONS:
-            raise ValueError(f"drw_reduction must be one of {REDUCTIONS}, got '{drw_reduction}'")
         model.head = CosineClassifier(model.num_features, model.num_classes, scale)
         self.scale, self.drw_start, self.drw_reduction = scale, drw_start, drw_reduction
         self.register_buffer("margins", ldam_margins(class_counts, max_margin), persistent=False)

@@ -20,7 +20,8 @@ from ferkit.losses import (
     soft_cross_entropy,
     weighted_cross_entropy,
 )
-from ferkit.losses.consistency import ERRORS
+from ferkit.losses.consistency import ERRORS, REDUCTIONS
+from ferkit.losses.soft_targets import SMOOTH_FORMS
 from ferkit.methods._two_view import FORWARD_MODES, TRANSFORMS, two_view_forward
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
@@ -83,11 +84,6 @@ def mek_class_weights(class_counts: Sequence[int], weights: str, beta: float = 0
     if norm == "none":
         return raw
     raise ValueError(f"unknown MEK weights_norm '{norm}'; use one of {', '.join(WEIGHT_NORMS)}")
-
-
-def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"mek {name} must be one of {', '.join(allowed)}, got '{value}'")
 
 
 @METHODS.register("mek")
@@ -182,6 +178,8 @@ class MineExtraKnowledge(Method):
         "scale_factor": Range(0, 1, low_open=True),
         "consistency_error": ERRORS,
         "forward_mode": FORWARD_MODES,
+        "consistency_reduction": REDUCTIONS,
+        "smooth_form": SMOOTH_FORMS,
     }
 
     def __init__(
@@ -195,7 +193,6 @@ class MineExtraKnowledge(Method):
         consistency_error: str = "squared", forward_mode: str = "separate",
     ) -> None:
         super().__init__(model, class_counts, num_samples)
-        _check_choice("preset", preset, tuple(PRESETS))
         given = {"lam": lam, "alpha": alpha, "weights": weights, "beta": beta,
                  "weights_norm": weights_norm, "consistency_reduction": consistency_reduction,
                  "smooth_form": smooth_form, "flipped_ce": flipped_ce}
@@ -205,19 +202,7 @@ class MineExtraKnowledge(Method):
         self.lam, self.alpha = float(resolved["lam"]), float(resolved["alpha"])
         self.consistency_reduction = resolved["consistency_reduction"]
         self.smooth_form, self.flipped_ce = resolved["smooth_form"], bool(resolved["flipped_ce"])
-        _check_choice("weights", resolved["weights"], WEIGHT_KINDS)
-        _check_choice("consistency_reduction", self.consistency_reduction, ("mean", "class_sum"))
-        _check_choice("smooth_form", self.smooth_form, ("paper", "official"))
-        _check_choice("weights_norm", resolved["weights_norm"], WEIGHT_NORMS)
-        _check_choice("transform", transform, TRANSFORMS)
-        _check_choice("consistency_error", consistency_error, ERRORS)
-        _check_choice("forward_mode", forward_mode, FORWARD_MODES)
         self.consistency_error, self.forward_mode = consistency_error, forward_mode
-        if self.lam < 0 or not 0 <= self.alpha < 1:
-            raise ValueError(f"mek needs lam >= 0 and 0 <= alpha < 1, got lam={self.lam}, "
-                             f"alpha={self.alpha}")
-        if not 0 < scale_factor <= 1:
-            raise ValueError(f"mek scale_factor must be in (0, 1], got {scale_factor}")
         self.use_rac, self.use_rsl = use_rac, use_rsl
         self.transform, self.scale_factor, self.intensity = transform, scale_factor, intensity
         self.detach_head, self.normalize_maps = detach_head, normalize_maps

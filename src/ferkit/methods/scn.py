@@ -98,11 +98,6 @@ class SelfCureNetwork(Method):
         relabel_epoch: int = 10, relabel_group: str = "low", weighted_predict: bool = True,
     ) -> None:
         super().__init__(model, class_counts, num_samples)
-        if relabel_group not in RELABEL_GROUPS:
-            raise ValueError(f"relabel_group must be one of {RELABEL_GROUPS}, "
-                             f"got '{relabel_group}'")
-        if not 0 < high_ratio < 1:
-            raise ValueError(f"high_ratio must be in (0, 1), got {high_ratio}")
         self.high_ratio, self.margin1, self.margin2 = high_ratio, margin1, margin2
         self.relabel_epoch, self.relabel_group = relabel_epoch, relabel_group
         self.weighted_predict = weighted_predict
