@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from tests.conftest import tiny_overrides
 
 import ferkit.api
@@ -128,6 +129,9 @@ def check_loadable(folder: Path) -> None:
         elif path.suffix == ".csv":
             rows = list(csv.reader(path.open()))
             assert rows and all(len(r) == len(rows[0]) for r in rows), path
+        elif path.suffix == ".png":  # the run's pictures (with matplotlib), written atomically
+            with Image.open(path) as picture:
+                picture.verify()
         else:
             path.read_text()
 

@@ -81,7 +81,8 @@ def open_page(driver: object, url: str) -> None:
 def choose(driver: object, photo: Path) -> str:
     """Give ``photo`` to the file input (what the file chooser does), wait for the answer."""
     driver.find_element(By.ID, "file-input").send_keys(str(photo))
-    WebDriverWait(driver, 60).until(lambda d: state(d) in ("done", "error"))
+    # generous: the first answer may build the detector (its ONNX export) on a loaded machine
+    WebDriverWait(driver, 300).until(lambda d: state(d) in ("done", "error"))
     return state(driver)
 
 
