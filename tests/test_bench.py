@@ -157,7 +157,12 @@ def test_report_tables_and_provenance(bench: tuple[Path, Path, dict]) -> None:
     data = json.loads((out / "results.json").read_text())
     assert [s["name"] for s in data["settings"]] == ["if4", "full"]
     row = data["settings"][0]["methods"][0]
-    assert row["label"] == "ce" and row["n"] == 2 and row["val"]["selected"]["accuracy"]["std"] >= 0
+    assert row["label"] == "ce" and row["n"] == 2
+    seeds = [json.loads((out / "runs" / "if4" / "ce" / f"seed{k}" / "results.json").read_text())
+             ["val"]["selected"]["accuracy"] for k in (0, 1)]
+    stat = row["val"]["selected"]["accuracy"]  # mean and sample std (ddof 1) of the two seeds
+    assert stat["values"] == seeds and stat["mean"] == pytest.approx(sum(seeds) / 2)
+    assert stat["std"] == pytest.approx(abs(seeds[0] - seeds[1]) / 2 ** 0.5)
     curve = row["curve"]  # per-epoch val accuracy and last-epoch train terms, mean over seeds
     histories = [json.loads((out / "runs" / "if4" / "ce" / f"seed{k}" / "metrics.jsonl")
                             .read_text().splitlines()[0]) for k in (0, 1)]
@@ -175,7 +180,9 @@ def test_report_tables_and_provenance(bench: tuple[Path, Path, dict]) -> None:
         assert run["commit"] and run["hardware"] and run["seed"] in (0, 1)
         assert run["maps"] == "4x4"  # tiny_cnn (stride 8) at 32 px
         assert f"| {run['id']} | finished | {run['seed']} | 4x4 | " in md
-        assert run["wall_clock_s"] > 0 and run["train_time_s"] >= 0 and run["epochs"] == 1
+        stored = json.loads((out / "runs" / run["id"] / "results.json").read_text())
+        assert run["wall_clock_s"] > 0 and run["epochs"] == 1
+        assert run["train_time_s"] == stored["train_time_s"]  # the run's own record, copied
         assert run["date"] and run["results"]["val"]["selected"]
 
 
