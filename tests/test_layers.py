@@ -14,6 +14,20 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+# CONTRIBUTING.md's table: a module (or package) may import its own layer and those below
+LAYERS = {
+    "ferkit._version": 0, "ferkit.registry": 0, "ferkit.tempfiles": 0, "ferkit.nested": 0,
+    "ferkit.run_files": 0,
+    "ferkit.config": 1, "ferkit.config_types": 1, "ferkit.config_checks": 1,
+    "ferkit.config_yaml": 1,
+    "ferkit.params": 2, "ferkit.provenance": 2, "ferkit.metrics": 2, "ferkit.cam": 2,
+    "ferkit.losses": 2, "ferkit.plots": 2,
+    "ferkit.data": 3, "ferkit.models": 3, "ferkit.methods": 3,
+    "ferkit.checks": 4, "ferkit.config_doc": 4,
+    "ferkit.engine": 5,
+    "ferkit.inference": 6, "ferkit.run_folder": 6, "ferkit.evaluation": 6,
+    "ferkit.api": 7, "ferkit.bench": 8, "ferkit.cli": 9,
+}
 # the bottom layer: it may import only these (stdlib-only helpers) and each other
 CONFIG_LAYER = {"ferkit.config", "ferkit.config_checks", "ferkit.config_types",
                 "ferkit.config_yaml"}
@@ -96,6 +110,22 @@ def test_the_graph_sees_function_local_imports() -> None:
 def test_no_import_cycle() -> None:
     loop = find_cycle(import_graph())
     assert not loop, "import cycle: " + " -> ".join(loop)
+
+
+def layer(module: str) -> int | None:
+    """The layer of ``module`` (its own entry, else its package's), None when unlisted."""
+    parts = module.split(".")
+    for end in range(len(parts), 1, -1):
+        if ".".join(parts[:end]) in LAYERS:
+            return LAYERS[".".join(parts[:end])]
+    return None
+
+
+def test_imports_point_down_the_layers() -> None:
+    upward = [f"{module} ({layer(module)}) -> {target} ({layer(target)})"
+              for module, targets in import_graph().items() for target in targets
+              if None not in (layer(module), layer(target)) and layer(target) > layer(module)]
+    assert not upward, "imports up the layers of CONTRIBUTING.md: " + "; ".join(sorted(upward))
 
 
 @pytest.mark.parametrize("module", sorted(CONFIG_LAYER))
