@@ -254,7 +254,7 @@ def test_cli_exit_status(tiny_checkpoint: Path, photos: Path, capsys) -> None:
     assert code == 1 and "error: no image could be read (2 unreadable input(s))" in err
     code, _, err = run_cli(["predict", "-c", str(tiny_checkpoint), str(photos / "x.png"), "--prior", "a,b"],
                            capsys)
-    assert code == 2 and "--prior 'a,b' is not" in err
+    assert code == 2 and "prior 'a,b' is not valid: use 'train', 'uniform' or" in err
 
 
 @pytest.mark.filterwarnings("ignore:.*synthetic dataset")
