@@ -2,7 +2,10 @@
 error take, as whole processes (``python -m ferkit ...``), wall clock and CPU time.
 
 Usage:
-    PYTHONPATH=src python benchmarks/startup_time.py [--runs 7]
+    PYTHONPATH=src python benchmarks/startup_time.py [--runs 7] [--baseline-src OTHER/src]
+
+``--baseline-src``: also time ``ferkit --help`` from another source tree (an older checkout),
+alternating run by run with this one, and give the ratio.
 
 Writes docs/benchmarks/startup.md. Each command runs once as a warm-up (file caches), then
 ``--runs`` times; the page gives the median and the fastest run, and whether the command imported
@@ -40,6 +43,10 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _env(src: Path | str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+
+
 def run_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall and CPU seconds of one ``python -m ferkit ARGS``."""
     start, cpu_start = time.perf_counter(), _children_cpu()
@@ -57,9 +64,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--out", default=str(REPO / "docs/benchmarks/startup.md"))
+    parser.add_argument("--baseline-src", help="another tree's src/ to compare `ferkit --help` with")
+    parser.add_argument("--baseline-name", default="the baseline", help="how the page names it")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = _env(REPO / "src")
     load = LoadRecord()
+    paired = None
+    if args.baseline_src:
+        baseline_env = _env(args.baseline_src)
+        run_once(["--help"], env), run_once(["--help"], baseline_env)
+        pairs = [(run_once(["--help"], env)[0], run_once(["--help"], baseline_env)[0])
+                 for _ in range(args.runs)]
+        paired = (statistics.median(b for _, b in pairs), statistics.median(a / b for a, b in pairs))
     rows = []
     for label, argv in COMMANDS.items():
         run_once(argv, env)
@@ -70,7 +86,8 @@ def main() -> int:
     load.stop()
     lines = [
         "# Start-up of the `ferkit` command", "",
-        f"Command: `PYTHONPATH=src python benchmarks/startup_time.py --runs {args.runs}`  ",
+        f"Command: `PYTHONPATH=src python benchmarks/startup_time.py --runs {args.runs}"
+        f"{' --baseline-src OLD_CHECKOUT/src' if args.baseline_src else ''}`  ",
         f"Commit {provenance().get('git_commit', '?')}, Python {sys.version.split()[0]}, "
         f"{hardware()}.  ", load.describe(), "",
         f"Each command as a whole process (`python -m ferkit ...`), one warm-up then {args.runs} "
@@ -80,6 +97,10 @@ def main() -> int:
     for label, wall, fastest, cpu, torch_imported in rows:
         lines.append(f"| `{label}` | {wall:.2f} | {fastest:.2f} | {cpu:.2f} | "
                      f"{'yes' if torch_imported else 'no'} |")
+    if paired:
+        lines += ["", f"`ferkit --help` from {args.baseline_name} (`--baseline-src`), alternating run "
+                  f"by run with this tree: median {paired[0]:.2f} s wall; this tree / "
+                  f"{args.baseline_name}: {paired[1]:.3f} (median of the per-pair ratios)."]
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)
