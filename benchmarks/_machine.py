@@ -1,9 +1,14 @@
-"""Shared by the speed benchmarks: the machine's load average, measured before and after a run."""
+"""Shared by the speed benchmarks: the machine's load average, measured before and after a run,
+and the first lines of a results page."""
 
 from __future__ import annotations
 
+import datetime
 import os
+import sys
 from dataclasses import dataclass, field
+
+from ferkit.provenance import provenance
 
 
 def load_average() -> tuple[float, float, float]:
@@ -29,3 +34,12 @@ class LoadRecord:
         return (f"Load average (1 / 5 / 15 min) measured before the run: {fmt(self.before)}; after "
                 f"it: {fmt(self.after)}, on {os.cpu_count()} cores (a load above the core count "
                 "means the benchmark shared its core with other work).")
+
+
+def page_header(title: str, command: str, load: LoadRecord, *details: str) -> list[str]:
+    """Title, command, commit, versions, hardware and date, ``details`` lines, and the load."""
+    info = provenance()
+    return [f"# {title}", "", f"Command: `{command}`  ",
+            f"Commit {info['git_commit']}, torch {info['torch_version']}, Python "
+            f"{sys.version.split()[0]}, {info['hardware']}, {datetime.date.today()}.  ",
+            *(f"{line}  " for line in details), load.describe(), ""]

@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from _machine import LoadRecord
+from _machine import LoadRecord, page_header
 from PIL import Image
 
-from ferkit.api import hardware, provenance
 from ferkit.inference.export import export_onnx
 from ferkit.inference.files import predict_files
 from ferkit.inference.predictor import Predictor, pretrained_path
@@ -179,13 +178,10 @@ def render(args: argparse.Namespace, meta: dict, checkpoint: Path, rows: dict, r
            cli: dict, load: LoadRecord) -> str:
     command = "OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/predict_speed.py " + " ".join(sys.argv[1:])
     lines = [
-        "# Photo to answer: torch and ONNX Runtime on one thread", "",
-        f"Command: `{command.strip()}`  ",
-        f"Model: {meta.get('backbone')} at {meta.get('image_size')} px ({meta.get('method')}, "
-        f"{args.checkpoint or 'packaged model'}). Commit {provenance().get('git_commit', '?')}, "
-        f"torch {torch.__version__}, {hardware()}, one thread (torch.set_num_threads(1), "
-        "onnxruntime intra-op 1).  ",
-        load.describe(), "",
+        *page_header("Photo to answer: torch and ONNX Runtime on one thread", command.strip(), load,
+                     f"Model: {meta.get('backbone')} at {meta.get('image_size')} px "
+                     f"({meta.get('method')}, {args.checkpoint or 'packaged model'}); one thread "
+                     "(torch.set_num_threads(1), onnxruntime intra-op 1)."),
         "Rows: **torch** = classifier and MTCNN detector in eager torch; **onnx** = both on "
         "onnxruntime (classifier from `ferkit export`, detector networks exported by ferkit and "
         f"cached). Each photo is a 640x480 JPEG read from disk; {args.repeats} runs per row after "

@@ -17,7 +17,6 @@ docs/benchmarks/serve_latency.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import json
 import os
@@ -34,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import LoadRecord
+from _machine import LoadRecord, page_header
 from PIL import Image
 
-from ferkit.api import hardware, provenance
 from ferkit.engine.checkpoint import save_checkpoint
 from ferkit.inference import Predictor
 from ferkit.inference.export import export_onnx
@@ -206,13 +204,11 @@ def main() -> int:
 
 def render(args: argparse.Namespace, model_line: str, report, export_s: float, rows: dict,
            rps: dict, load: LoadRecord) -> str:
-    info = provenance()
+    command = ("PYTHONPATH=src python benchmarks/serve_latency.py"
+               f"{' --checkpoint ' + args.checkpoint if args.checkpoint else ''}")
     lines = [
-        "# Inference latency: torch vs ONNX backend, and `ferkit serve` requests/s", "",
-        f"Command: `PYTHONPATH=src python benchmarks/serve_latency.py"
-        f"{' --checkpoint ' + args.checkpoint if args.checkpoint else ''}`  ",
-        f"Commit {info['git_commit']}, torch {info['torch_version']}, {hardware()}, "
-        f"{datetime.date.today()}.  ", load.describe(), "",
+        *page_header("Inference latency: torch vs ONNX backend, and `ferkit serve` requests/s",
+                     command, load),
         "Backends: **torch** = the classifier and the MTCNN face detector in eager torch; **onnx** "
         "= both on onnxruntime (the detector's networks exported by ferkit and cached).",
         "", f"Model: {model_line}. ONNX file from `ferkit export` (dynamo exporter, {export_s:.0f} s "

@@ -23,9 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from _machine import LoadRecord
-
-from ferkit.api import hardware, provenance
+from _machine import LoadRecord, page_header
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_S = 0.5
@@ -84,12 +82,10 @@ def main() -> int:
         rows.append((label, statistics.median(walls), min(walls), statistics.median(cpus),
                      imports_torch(argv, env)))
     load.stop()
+    command = ("PYTHONPATH=src python benchmarks/startup_time.py --runs "
+               f"{args.runs}{' --baseline-src OLD_CHECKOUT/src' if args.baseline_src else ''}")
     lines = [
-        "# Start-up of the `ferkit` command", "",
-        f"Command: `PYTHONPATH=src python benchmarks/startup_time.py --runs {args.runs}"
-        f"{' --baseline-src OLD_CHECKOUT/src' if args.baseline_src else ''}`  ",
-        f"Commit {provenance().get('git_commit', '?')}, Python {sys.version.split()[0]}, "
-        f"{hardware()}.  ", load.describe(), "",
+        *page_header("Start-up of the `ferkit` command", command, load),
         f"Each command as a whole process (`python -m ferkit ...`), one warm-up then {args.runs} "
         f"runs. Goal: under {GOAL_S} s.", "",
         "| command | wall s (median) | wall s (fastest) | CPU s (median) | imports torch |",
