@@ -25,6 +25,7 @@ from ferkit.engine.checkpoint import atomic_write_text, load_model
 from ferkit.engine.evaluate import amp_dtype, resolve_device
 from ferkit.engine.evaluate import evaluate as evaluate_loader
 from ferkit.metrics import markdown_report
+from ferkit.output_paths import check_output_folder, make_output_folder
 
 
 @dataclass
@@ -82,12 +83,12 @@ def evaluate_split(
         CheckpointError: the checkpoint is missing or unreadable.
     """
     check_data_config(data)
+    out = check_output_folder(out_dir or Path(checkpoint).resolve().parent, "--out")
     dataset = dataset_from_config(data, split)
     report = evaluate(checkpoint, dataset, data_cfg=data, device=device,
                       batch_size=data.eval_batch_size)
     markdown = markdown_report(report, f"{checkpoint} on {dataset.name}")
-    out = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out, "--out")
     stem = f"eval_{data.dataset}_{split}"
     atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(out / f"{stem}.md", markdown)

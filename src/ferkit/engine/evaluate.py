@@ -9,16 +9,37 @@ from typing import Any
 import torch
 
 from ferkit.cam import class_activation_maps
+from ferkit.config_checks import DEVICE
 from ferkit.data.loader import BatchLoader
 from ferkit.data.transforms import normalize, to_float
 from ferkit.losses.consistency import flip_x
 from ferkit.metrics import confusion_matrix, per_class_report
 
 
-def resolve_device(name: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu."""
+class DeviceError(ValueError):
+    """A device name this build or machine cannot run on."""
+
+
+def resolve_device(name: str, option: str = "--device") -> torch.device:
+    """"auto" -> cuda when available, else cpu; any other name checked against what this torch
+    build and machine offer (``option`` names the setting in the message).
+
+    Raises:
+        DeviceError: not a device name, or a device this build or machine does not have.
+    """
+    if not (isinstance(name, str) and DEVICE.fullmatch(name)):
+        raise DeviceError(f"{option}: '{name}' is not a device; use auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.partition(":")[2] or 0)
+        if index >= count:
+            why = (f"this torch build ({torch.__version__}) has no CUDA support"
+                   if torch.version.cuda is None else f"{count} CUDA device(s) visible")
+            raise DeviceError(f"{option}: '{name}' is not available: {why}; use cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"{option}: 'mps' is not available on this machine; use cpu or auto")
     return torch.device(name)
 
 

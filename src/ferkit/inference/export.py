@@ -39,6 +39,7 @@ from ferkit.inference.onnx_backend import (
 from ferkit.inference.preprocess import face_batch, normalise
 from ferkit.inference.torch_backend import TorchNet
 from ferkit.methods.base import Method
+from ferkit.output_paths import OutputPathError, check_output_folder, make_output_folder
 from ferkit.tempfiles import atomic_path
 
 log = logging.getLogger(__name__)
@@ -155,9 +156,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = DEFA
         raise ValueError(f"unknown exporter '{exporter}'; use one of {', '.join(EXPORTERS)}")
     if out.suffix != ".onnx":
         raise ValueError(f"--out must end in .onnx, got {out}")
+    if out.is_dir():
+        raise OutputPathError(f"--out: {out} is a folder; give the .onnx file to write")
+    check_output_folder(out.parent, "--out")
     loaded = load_model(checkpoint)
     net, meta = TorchNet(loaded.method, torch.device("cpu")), loaded.meta
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out.parent, "--out")
     with atomic_path(out) as tmp:
         _to_onnx(net, meta.image_size, tmp, exporter)
         _add_metadata(tmp, meta)
