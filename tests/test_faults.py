@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import random
 import signal
+import socket
 import time
 import traceback
 from collections import Counter
@@ -34,6 +35,7 @@ from tests.conftest import tiny_overrides
 import ferkit.api
 import ferkit.engine.checkpoint
 import ferkit.engine.train
+import ferkit.run_folder
 from ferkit.checks import load_config
 from ferkit.data.cache import cached_images
 from ferkit.data.synthetic import SyntheticFaces
@@ -210,3 +212,39 @@ def test_kill_during_cache_build(tmp_path: Path, point: Point, reused: bool) -> 
     assert len(decodes) == (0 if reused else 300)  # a verified file is used, else rebuilt
     np.testing.assert_array_equal(images, cached_images(_cache_dataset(), 16, None, workers=1))
     assert temp_files(cache) == [] and len(list(cache.glob("*.fkcache"))) == 1
+
+
+def test_two_processes_on_one_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    from ferkit.cli import main as cli_main
+
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    cfg = _config(out, cache)
+    ferkit.api.train(_config(tmp_path / "reference", tmp_path / "cache-ref"))
+    # a real second process trains into `out` and stops (alive, holding the lock) at step 3
+    pid = os.getpid()
+    context = multiprocessing.get_context("fork")
+    parent_end, child_end = context.Pipe()
+    child = context.Process(target=_child, args=(child_end, ("step", 3),
+                                                 lambda: ferkit.api.train(cfg)))
+    child.start()
+    try:
+        assert parent_end.poll(120) and parent_end.recv() == "step"
+        sets = [x for s in tiny_overrides(out, **{"optim.lr": 0.01}) for x in ("--set", s)]
+        assert cli_main(["train", *sets]) == 2  # another config, at once, naming the holder
+        err = capsys.readouterr().err
+        assert f"error: {out} is being written by another process (pid {child.pid} on host " \
+            f"{socket.gethostname()}, since " in err and "would mix their files" in err
+        with pytest.raises(ferkit.run_folder.RunFolderBusy, match=f"pid {child.pid}"):
+            ferkit.api.train(cfg)  # the same config is refused too while the holder lives
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+    assert os.getpid() == pid and (out / ".lock").is_file()  # left by the killed writer
+    with caplog.at_level("WARNING", logger="ferkit.run_folder"):
+        result = ferkit.api.train(cfg)  # the stale lock is taken over, the run completes
+    assert f"took over the lock {out / '.lock'} left by pid {child.pid}" in caplog.text
+    assert not (out / ".lock").exists() and len(result.history) == 5
+    stored = yaml.safe_load((out / "config.yaml").read_text())
+    assert stored["optim"]["lr"] == cfg.optim.lr == load_checkpoint(
+        out / "last.safetensors").meta["config"]["optim"]["lr"]

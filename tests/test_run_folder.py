@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from tests.conftest import tiny_overrides
 
 from ferkit import api
@@ -132,3 +133,44 @@ def test_method_defaults_are_recorded_and_a_changed_default_is_refused(tmp_path:
     assert config_changes({**given, "method": {"name": "eac", "params": {}}}, cfg) == []
     assert config_changes({**given, "method": {"name": "eac", "params": {
         "forward_mode": "separate"}}}, cfg) == []
+
+
+def test_checkpoint_config_is_compared_too(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _train(run, **{"train.epochs": 1})
+    recorded = (run / "config.yaml").read_text()
+    # config.yaml rewritten by another run (lr 0.01) while last.safetensors is lr 0.003's
+    (run / "config.yaml").write_text(recorded.replace("lr: 0.003", "lr: 0.01"))
+    with pytest.raises(RunFolderError, match=r"(?s)different config.*"
+                       r"- config.yaml: optim.lr: 0.01 -> 0.003\n"):
+        _train(run, **{"train.epochs": 1})
+    with pytest.raises(RunFolderError, match=r"- last.safetensors: optim.lr: 0.003 -> 0.01"):
+        _train(run, **{"train.epochs": 1, "optim.lr": 0.01})
+    (run / "config.yaml").unlink()  # the checkpoint alone still names its config
+    with pytest.raises(RunFolderError, match=r"different config.*\n  - optim.lr: 0.003 -> 0.01"):
+        _train(run, **{"train.epochs": 1, "optim.lr": 0.01})
+
+
+def test_relative_data_root_is_recorded_absolute(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    run = tmp_path / "run"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    _train(run, **{"train.epochs": 1, "data.root": "tree"})
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["root"] == str(
+        tmp_path / "a" / "tree")
+    monkeypatch.chdir(tmp_path / "b")  # the same command elsewhere: another tree
+    with pytest.raises(RunFolderError, match=f"data.root: '{tmp_path / 'a' / 'tree'}' -> "
+                                             f"'{tmp_path / 'b' / 'tree'}'"):
+        _train(run, **{"train.epochs": 2, "data.root": "tree"})
+    monkeypatch.chdir(tmp_path / "a")
+    assert len(_train(run, **{"train.epochs": 2, "data.root": "tree"}).history) == 2
+
+
+def test_a_failed_start_writes_nothing(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "x"
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        _train(run, **{"model.pretrained": tmp_path / "missing.safetensors"})
+    assert not run.exists()  # no config.yaml (nor lock, nor folder) to block the fixed command
+    assert len(_train(run, **{"train.epochs": 1}).history) == 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +44,11 @@ from ferkit.methods import create_method, resolved_method_params
 from ferkit.metrics import markdown_report
 from ferkit.models import build_classifier
 from ferkit.models.backbones import feature_map_size, resolved_output_stride
+from ferkit.output_paths import check_output_folder
 from ferkit.plots import confusion_matrix_plot, learning_curves
 from ferkit.provenance import git_commit, hardware, provenance  # noqa: F401  (ferkit.api names)
 from ferkit.run_files import CONFUSION_MATRIX, LEARNING_CURVES, RunFiles
-from ferkit.run_folder import check_run_folder, clear_run_folder
+from ferkit.run_folder import check_run_folder, clear_run_folder, refuse_if_busy, run_folder_lock
 from ferkit.tempfiles import remove_dead_temp_files
 
 log = logging.getLogger(__name__)
@@ -96,52 +99,85 @@ def _loader(dataset: FERDataset, cfg: DataConfig, dist: DistInfo, **kwargs: Any)
                        **kwargs)
 
 
+def _resolved_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` as a run records it: the default ``output_dir`` filled in, every method parameter
+    with its default, and ``data.root`` absolute (so a resume from another working folder finds
+    the same tree or is refused)."""
+    if cfg.output_dir is None:
+        cfg = dataclasses.replace(cfg, output_dir=default_output_dir(cfg.method.name))
+    cfg = dataclasses.replace(cfg, method=dataclasses.replace(
+        cfg.method, params=resolved_method_params(cfg.method.name, cfg.method.params)))
+    if isinstance(cfg.data.root, str) and cfg.data.root:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(
+            cfg.data, root=os.path.abspath(cfg.data.root)))
+    return cfg
+
+
 def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
     """Train one run end to end; evaluates the last and the val-selected checkpoints on test when
     the test split exists, and writes ``results.json`` and ``report.md`` to ``cfg.output_dir``.
 
     An existing ``output_dir`` is resumed when it holds the same config (apart from
     :data:`ferkit.run_folder.RESUMABLE_KEYS`); otherwise nothing is written and a
-    :class:`~ferkit.run_folder.RunFolderError` names the differences. Launched under torchrun,
-    the same call trains with DDP (one process per device).
+    :class:`~ferkit.run_folder.RunFolderError` names the differences. Nothing is written before
+    the config, the device, the data and the model weights have been checked, and the folder is
+    written under its lock (:func:`ferkit.run_folder.run_folder_lock`): a second writer is
+    refused with :class:`~ferkit.run_folder.RunFolderBusy`. Launched under torchrun, the same
+    call trains with DDP (one process per device).
 
     Args:
         cfg: the resolved run config (``output_dir`` None: :func:`default_output_dir`).
         overwrite: delete the run files already in ``output_dir`` and start from scratch.
     """
     check_config(cfg)
-    if cfg.output_dir is None:
-        cfg = dataclasses.replace(cfg, output_dir=default_output_dir(cfg.method.name))
-    # the run records every method parameter it ran with, defaults included
-    cfg = dataclasses.replace(cfg, method=dataclasses.replace(
-        cfg.method, params=resolved_method_params(cfg.method.name, cfg.method.params)))
+    cfg = _resolved_config(cfg)
+    output_dir = check_output_folder(cfg.output_dir, "output_dir")
+    device = resolve_device(cfg.train.device, "train.device")
+    refuse_if_busy(output_dir)
     if not overwrite:
         check_run_folder(cfg)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    device = resolve_device(cfg.train.device)
     dist = init_distributed(device)
     if not dist.is_main:  # one process reports
         logging.getLogger("ferkit").setLevel(logging.WARNING)
-    output_dir = Path(cfg.output_dir)
     splits = build_splits(cfg.data)
-    if dist.is_main:
-        if overwrite:
-            clear_run_folder(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        remove_dead_temp_files(output_dir)  # a killed run's half-written files, never read
-        save_config(cfg, RunFiles(output_dir).config, provenance())
-        if dist.enabled:  # rank 0 decodes the disk caches first, the others then map them
-            for split in (splits.train, splits.val):
-                cached_images(split, cfg.data.image_size, resolve_cache_dir(cfg.data.cache_dir))
-    barrier(dist)
     train_set = splits.train
     torch.manual_seed(cfg.seed)  # initialisation depends on the run seed only
     model = build_classifier(cfg.model.backbone, train_set.num_classes, cfg.model.pretrained,
                              cfg.model.drop_rate, cfg.model.output_stride, **cfg.model.options)
-    output_stride = resolved_output_stride(cfg.model.backbone, cfg.model.output_stride)
     method = create_method(cfg.method.name, model, train_set.class_counts.tolist(),
                            len(train_set), cfg.method.params)
+    with run_folder_lock(output_dir) if dist.is_main else contextlib.nullcontext():
+        if dist.is_main:
+            if not overwrite:
+                check_run_folder(cfg)  # again under the lock: nobody wrote in between
+            _start_run_folder(cfg, splits, overwrite, dist)
+        barrier(dist)
+        result = _fit(cfg, method, splits, dist)
+        if dist.is_main:
+            write_results(result, splits, cfg)
+        barrier(dist)
+    return result
+
+
+def _start_run_folder(cfg: RunConfig, splits: Splits, overwrite: bool, dist: DistInfo) -> None:
+    """Rank 0, under the lock: clear (``--overwrite``), tidy and record the run's config."""
+    output_dir = Path(cfg.output_dir)
+    if overwrite:
+        clear_run_folder(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    remove_dead_temp_files(output_dir)  # a killed run's half-written files, never read
+    save_config(cfg, RunFiles(output_dir).config, provenance())
+    if dist.enabled:  # rank 0 decodes the disk caches first, the others then map them
+        for split in (splits.train, splits.val):
+            cached_images(split, cfg.data.image_size, resolve_cache_dir(cfg.data.cache_dir))
+
+
+def _fit(cfg: RunConfig, method: torch.nn.Module, splits: Splits, dist: DistInfo) -> FitResult:
+    """The training loop of :func:`train` on its checked splits and built method."""
+    train_set = splits.train
+    output_stride = resolved_output_stride(cfg.model.backbone, cfg.model.output_stride)
     soft = train_set.soft_labels if cfg.data.label_mode == "soft" else None
     train_loader = _loader(train_set, cfg.data, dist, batch_size=cfg.data.batch_size,
                            soft_labels=soft, sampler=shuffle_sampler(len(train_set)),
@@ -160,14 +196,10 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
     )
     log.info("train: %s", train_set.summary())
     log.info("val (%s): %s", splits.val_source, splits.val.summary())
-    result = fit(method, train_loader, val_loader, optim_cfg=cfg.optim, train_cfg=cfg.train,
-                 augment=cfg.data.augment, mean=cfg.data.mean, std=cfg.data.std,
-                 class_names=train_set.class_names, output_dir=output_dir, seed=cfg.seed,
-                 meta=meta, dist=dist)
-    if dist.is_main:
-        write_results(result, splits, cfg)
-    barrier(dist)
-    return result
+    return fit(method, train_loader, val_loader, optim_cfg=cfg.optim, train_cfg=cfg.train,
+               augment=cfg.data.augment, mean=cfg.data.mean, std=cfg.data.std,
+               class_names=train_set.class_names, output_dir=Path(cfg.output_dir), seed=cfg.seed,
+               meta=meta, dist=dist)
 
 
 def write_results(result: FitResult, splits: Splits, cfg: RunConfig) -> dict[str, Any]:

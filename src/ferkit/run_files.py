@@ -69,12 +69,19 @@ class RunFiles:
     def tensorboard(self) -> Path:
         return self.dir / "tensorboard"
 
+    @property
+    def lock(self) -> Path:
+        """Held by the one process writing the folder (:func:`ferkit.run_folder.run_folder_lock`)."""
+        return self.dir / LOCK
+
 
 # The pictures beside report.md (with the [plot] extra); report.md links them by these names.
 LEARNING_CURVES, CONFUSION_MATRIX = "learning_curves.png", "confusion_matrix.png"
+# The writer's lock file: never deleted by --overwrite, removed by its writer when it ends.
+LOCK = ".lock"
 # What ``ferkit train`` writes into a run folder: what ``--overwrite`` deletes (nothing else).
 RUN_FILES = ("config.yaml", "last.safetensors", "last.json", "best.safetensors", "best.json",
              "metrics.jsonl", "metrics.csv", "results.json", "report.md", LEARNING_CURVES,
              CONFUSION_MATRIX, "tensorboard")
 
-__all__ = ["CONFUSION_MATRIX", "LEARNING_CURVES", "RUN_FILES", "RunFiles"]
+__all__ = ["CONFUSION_MATRIX", "LEARNING_CURVES", "LOCK", "RUN_FILES", "RunFiles"]

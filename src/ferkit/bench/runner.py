@@ -20,9 +20,9 @@ Resume rules (decided here, stated in the report):
 - Several ``ferkit bench`` processes may share one results folder (e.g. one per core or per
   machine, with or without ``--only``): a process trains a run only while it holds the run's
   lock file ``.lock`` (created exclusively, holding pid and host) and skips runs that another live
-  process holds or has finished meanwhile. A lock left by a killed process on this host is
-  stale and taken over; one from another host stays until that host's process removes it (or
-  you delete it).
+  process holds or has finished meanwhile (the lock of :mod:`ferkit.run_folder`, which
+  ``ferkit train`` takes too). A lock left by a killed process on this host is stale and taken
+  over; one from another host stays until that host's process removes it (or you delete it).
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import shlex
-import socket
 import time
 import traceback
 from datetime import datetime, timezone
@@ -51,13 +49,19 @@ from ferkit.checks import check_config
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
 from ferkit.run_files import RunFiles
-from ferkit.run_folder import RUN_ONLY_KEYS, config_changes, config_leaves
-from ferkit.tempfiles import pid_alive
+from ferkit.run_folder import (
+    LOCK,
+    RUN_ONLY_KEYS,
+    acquire_lock,
+    config_changes,
+    config_leaves,
+    lock_holder,
+    release_lock,
+)
 
 log = logging.getLogger(__name__)
 
 RECORD = "bench_run.json"
-LOCK = ".lock"
 
 
 class BenchError(ValueError):
@@ -96,13 +100,6 @@ def train_command(cfg: RunConfig) -> str:
     return shlex.join(parts + ["--output-dir", cfg.output_dir])
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _stored_config(run_dir: Path, record: RunRecord | None) -> dict[str, Any] | None:
     if record and record.config:
         return record.config
@@ -111,51 +108,6 @@ def _stored_config(run_dir: Path, record: RunRecord | None) -> dict[str, Any] | 
     except (OSError, yaml.YAMLError):
         return None
     return {k: v for k, v in stored.items() if k != "provenance"} if stored else None
-
-
-def lock_holder(run_dir: Path) -> dict[str, Any] | None:
-    """Who holds ``run_dir``'s lock (``{"pid", "host", "started"}``), or None if nobody live does.
-
-    A lock written by a process of this host that no longer exists is stale (None). An unreadable
-    lock counts as held (``{"path": ...}``), so two processes never train one run together.
-    """
-    path = run_dir / LOCK
-    if not path.exists():
-        return None
-    holder = _read_json(path)
-    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
-        return {"path": str(path)}
-    if holder.get("host") == socket.gethostname() and not pid_alive(holder["pid"]):
-        return None
-    return holder
-
-
-def acquire_lock(run_dir: Path) -> dict[str, Any] | None:
-    """Take ``run_dir``'s lock for this process; returns None on success, else the live holder."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK
-    mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = lock_holder(run_dir)
-            if holder is not None:
-                return holder
-            path.unlink(missing_ok=True)  # stale: its process is gone
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(mine) + "\n")
-        return None
-    return lock_holder(run_dir) or {"path": str(path)}
-
-
-def release_lock(run_dir: Path) -> None:
-    """Remove ``run_dir``'s lock if this process holds it."""
-    holder = _read_json(run_dir / LOCK)
-    if isinstance(holder, dict) and holder.get("pid") == os.getpid() \
-            and holder.get("host") == socket.gethostname():
-        (run_dir / LOCK).unlink(missing_ok=True)
 
 
 def plan_runs(protocol: Protocol, out_dir: Path, root: str | None = None,
