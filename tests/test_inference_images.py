@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,14 @@ import pytest
 from PIL import Image
 
 from ferkit.inference.align import align_face, default_template, similarity_transform, template_from_meta
-from ferkit.inference.images import ImageReadError, downscale_for_detection, expand_inputs, read_image
+from ferkit.inference.images import (
+    ImageReadError,
+    downscale_for_detection,
+    expand_inputs,
+    is_unmatched,
+    max_file_bytes,
+    read_image,
+)
 
 
 def test_16_bit_png_is_scaled_not_white(tmp_path: Path) -> None:
@@ -67,6 +75,59 @@ def test_expand_inputs(tmp_path: Path) -> None:
     found = list(expand_inputs([str(tmp_path)], recursive=True, skipped=skipped))
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.JPG", "b.png", "sub/c.png"]
     assert [p.name for p in skipped] == ["readme.txt"]
+
+
+def test_globs_follow_no_link_loop_and_list_each_file_once(tmp_path: Path) -> None:
+    g = tmp_path / "g"
+    (g / "a" / "b").mkdir(parents=True)
+    for name in ("g/x.jpg", "g/a/y.jpg", "g/a/b/z.jpg", "g/.hidden.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    (g / "self").symlink_to(".")  # a link to its own folder
+    (g / "a" / "b" / "up").symlink_to("../..")  # a loop back to g
+    (g / "a" / "also_z.jpg").symlink_to("b/z.jpg")  # a second name of one file
+    found = [p.relative_to(tmp_path).as_posix() for p in expand_inputs([str(g / "**" / "*.jpg")])]
+    assert found == ["g/a/also_z.jpg", "g/a/y.jpg", "g/x.jpg"]  # each file once (its first name
+    # in walk order), sorted, no dot-file
+    assert [p.name for p in expand_inputs([str(g / "*.jpg")])] == ["x.jpg"]
+    assert [p.name for p in expand_inputs([str(g / "*" / "*.jpg")])] == ["also_z.jpg", "y.jpg"]
+    assert [p.name for p in expand_inputs([str(g / ".*.jpg")])] == [".hidden.jpg"]
+    nothing = str(g / "**" / "*.gif")
+    assert list(expand_inputs([nothing])) == [Path(nothing)] and is_unmatched(Path(nothing))
+
+
+def test_relative_glob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "p.png").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert list(expand_inputs(["**/*.png"])) == [Path("d/p.png")]
+    assert list(expand_inputs(["d/*.png"])) == [Path("d/p.png")]
+
+
+def test_special_files_are_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "stuck.png"
+    os.mkfifo(fifo)  # a read would block forever: no writer
+    with pytest.raises(ImageReadError, match=r"stuck.png: a FIFO \(named pipe\), not a regular "
+                                             "file; only image files are read"):
+        read_image(fifo)
+    with pytest.raises(ImageReadError, match="null: a character device, not a regular file"):
+        read_image("/dev/null")
+    with pytest.raises(ImageReadError, match=r": a folder, not a regular file"):
+        read_image(tmp_path)
+
+
+def test_decode_budget_and_file_limit(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((500, 1000), np.uint8)).save(tmp_path / "big.png")
+    assert read_image(tmp_path / "big.png", max_pixels=500_000).shape == (500, 1000, 3)
+    with pytest.raises(ImageReadError, match=r"big.png: 1000x500 is 0.5 megapixels, over the "
+                       r"decode budget of 0.4 megapixels \(about 1 MB decoded\); downscale it "
+                       r"\(faces need far fewer pixels\) or raise the budget with --max-megapixels"):
+        read_image(tmp_path / "big.png", max_pixels=400_000)
+    assert max_file_bytes(1000) == 4000 + (16 << 20)
+    padded = tmp_path / "padded.png"
+    padded.write_bytes((tmp_path / "big.png").read_bytes() + bytes(max_file_bytes(10)))
+    with pytest.raises(ImageReadError, match=r"padded.png: 17 MB, more than an image within the "
+                                             r"decode budget can take \(17 MB\); not read"):
+        read_image(padded, max_pixels=10)
 
 
 def test_downscale_for_detection() -> None:

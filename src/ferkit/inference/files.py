@@ -8,49 +8,76 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ferkit.inference.annotate import annotate
 from ferkit.inference.formats import FORMATS, format_csv, format_jsonl, format_table, write_results
-from ferkit.inference.images import ImageReadError, expand_inputs, read_image
+from ferkit.inference.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageReadError,
+    expand_inputs,
+    is_unmatched,
+    read_image,
+)
 from ferkit.inference.predictor import Predictor
 from ferkit.inference.prior import Prior
 from ferkit.inference.results import ImageResult
+from ferkit.output_paths import check_output_folder
 
 __all__ = ["FORMATS", "ImageResult", "annotate", "format_csv", "format_jsonl", "format_table",
            "predict_files", "write_results"]
 
 
-def _chunks(paths: Iterable[Path], size: int) -> Iterator[list[Path]]:
-    chunk: list[Path] = []
+def _decoded_batches(paths: Iterable[Path], size: int, max_pixels: int
+                     ) -> Iterator[list[tuple[Path, np.ndarray | ImageReadError]]]:
+    """Inputs decoded in order, ``size`` at a time and fewer when they hold ``max_pixels``
+    pixels together (so a batch of large photos stays within one decode budget); an input that
+    cannot be read comes with its error instead of pixels."""
+    batch: list[tuple[Path, np.ndarray | ImageReadError]] = []
+    pixels = 0
     for path in paths:
-        chunk.append(path)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        try:
+            image: np.ndarray | ImageReadError = read_image(path, max_pixels)
+            pixels += image.shape[0] * image.shape[1]
+        except ImageReadError as err:
+            image = err
+        batch.append((path, image))
+        if len(batch) == size or pixels >= max_pixels:
+            yield batch
+            batch, pixels = [], 0
+    if batch:
+        yield batch
+
+
+def _read_error(path: Path, err: ImageReadError) -> str:
+    if is_unmatched(path):
+        return "no file matches this pattern"
+    return str(err).removeprefix(f"{path}: ")
 
 
 def predict_files(
     predictor: Predictor, inputs: Sequence[str], detect: bool = True, prior: Prior = "train",
     tau: float = 1.0, batch_size: int = 8, annotate_dir: str | Path | None = None,
     cam_dir: str | Path | None = None, cam_mirror: bool = False, recursive: bool = False,
-    skipped: list[Path] | None = None,
+    skipped: list[Path] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[ImageResult]:
-    """Yield one :class:`ImageResult` per input file, ``batch_size`` decoded images at a time
-    (memory stays bounded however many files); unreadable files are reported, not fatal.
+    """Yield one :class:`ImageResult` per input file, ``batch_size`` decoded images at a time and
+    at most about ``max_pixels`` decoded pixels (memory stays bounded however many files);
+    unreadable files, special files and images over the decode budget are reported, not fatal.
 
     ``annotate_dir`` receives a copy of each photo with its faces drawn, ``cam_dir`` the
     attention maps of each face (``STEM_faceN.png``; ``cam_mirror`` adds the mirrored row).
     Folders are searched for image files, their subfolders too with ``recursive``; the other
     files and subfolders of a folder are appended to ``skipped`` (see :func:`expand_inputs`).
     """
-    for chunk in _chunks(expand_inputs(inputs, recursive=recursive, skipped=skipped), batch_size):
-        readable, results = [], []
-        for path in chunk:
-            try:
-                readable.append((path, read_image(path)))
-            except ImageReadError as err:
-                results.append(ImageResult(path, error=str(err).removeprefix(f"{path}: ")))
+    for folder, option in ((annotate_dir, "--annotate"), (cam_dir, "--cam-dir")):
+        if folder is not None:
+            check_output_folder(folder, option)
+    paths = expand_inputs(inputs, recursive=recursive, skipped=skipped)
+    for batch in _decoded_batches(paths, batch_size, max_pixels):
+        readable = [(path, image) for path, image in batch if isinstance(image, np.ndarray)]
+        results = {path: ImageResult(path, error=_read_error(path, image))
+                   for path, image in batch if isinstance(image, ImageReadError)}
         per_image = [predictor.face_crops(image, detect) for _, image in readable]
         answers = predictor.classify_faces(per_image, prior, tau)
         for (path, image), (_, crops), faces in zip(readable, per_image, answers):
@@ -60,9 +87,8 @@ def predict_files(
                                                              range(1, len(crops) + 1)], mirror=cam_mirror)
             if annotate_dir is not None and faces:
                 annotate(image, faces).save(_free_name(Path(annotate_dir), path))
-            results.append(ImageResult(path, faces))
-        order = {p: i for i, p in enumerate(chunk)}
-        yield from sorted(results, key=lambda r: order[r.path])
+            results[path] = ImageResult(path, faces)
+        yield from (results[path] for path, _ in batch)
 
 
 def _free_name(folder: Path, source: Path, suffix: str = "", ext: str = ".png") -> Path:
