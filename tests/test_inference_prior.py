@@ -40,7 +40,8 @@ def test_explicit_values_and_tau() -> None:
 def test_errors() -> None:
     with pytest.raises(ValueError, match="prior 'flat' unknown; use 'train', 'uniform' or 3"):
         adjust_logits(torch.zeros(1, 3), [1, 2, 3], "flat")
-    with pytest.raises(ValueError, match=r"prior needs 3 positive values \(one per class\), got \[1.0"):
+    with pytest.raises(ValueError, match=r"prior needs 3 finite positive values \(one per class\), "
+                                         r"got \[1.0"):
         adjust_logits(torch.zeros(1, 3), [1, 2, 3], [1.0, 2.0])
     with pytest.raises(ValueError, match=r"K = 3 classes expected, got shape \(1, 2\)"):
         adjust_logits(torch.zeros(1, 2), [1, 2, 3], "uniform")
@@ -50,10 +51,39 @@ def test_errors() -> None:
     assert parse_prior("1,2.5") == [1.0, 2.5]
     assert parse_prior(None) == "train" and parse_prior(" 1,2 ", 2) == [1.0, 2.0]
     with pytest.raises(ValueError, match=r"^prior 'x,y' is not valid: use 'train', 'uniform' or "
-                                         r"positive comma-separated class frequencies$"):
+                                         r"finite positive comma-separated class frequencies$"):
         parse_prior("x,y")
     with pytest.raises(ValueError, match=r"^prior '1,2' is not valid: use 'train', 'uniform' or "
-                                         r"3 positive"):
+                                         r"3 finite positive"):
         parse_prior("1,2", 3)
     with pytest.raises(ValueError, match=r"^prior '1,-2' is not valid"):
         parse_prior("1,-2")
+    with pytest.raises(ValueError, match=r"^prior 'inf,1' is not valid: use 'train', 'uniform' or "
+                                         r"2 finite positive"):
+        parse_prior("inf,1", 2)
+
+
+@pytest.mark.parametrize("values", [[math.inf, 1, 1], [math.nan, 1, 1], [0, 1, 1], [-1, 1, 1]])
+def test_infinite_zero_or_negative_prior_values_are_refused(values: list[float]) -> None:
+    with pytest.raises(ValueError, match=r"prior needs 3 finite positive values"):
+        adjust_logits(torch.zeros(1, 3), [1, 2, 3], values)
+
+
+@pytest.mark.parametrize("tau", [-1.0, math.inf, math.nan, 1e308, 10.5])
+def test_tau_out_of_range_is_refused(tau: float) -> None:
+    with pytest.raises(ValueError, match=r"tau must be a number in \[0, 10\] \(1 = the exact"):
+        adjust_logits(torch.zeros(1, 3), [1, 2, 3], "uniform", tau=tau)
+
+
+def test_extreme_finite_priors_stay_finite_and_exact() -> None:
+    """Values whose sum overflows (1e308 each) or whose ratio spans the float64 range: the
+    log-space arithmetic gives the exact shift, no inf or NaN."""
+    logits = torch.zeros(1, 3)
+    out = adjust_logits(logits, [1, 1, 1], [1e308, 1e308, 1e308], tau=10)
+    torch.testing.assert_close(out, torch.zeros(1, 3))  # equal values: uniform = train prior
+    out = adjust_logits(logits, [1, 1, 1], [1e308, 1e-300, 1], tau=10).double()
+    # log p_target = log v - log(1e308 + 1 + 1e-300) = log v - log 1e308; log p_train = -log 3
+    expected = 10 * (torch.tensor([1e308, 1e-300, 1.0], dtype=torch.float64).log()
+                     - math.log(1e308) + math.log(3))
+    torch.testing.assert_close(out[0], expected.float().double())
+    assert torch.isfinite(out.softmax(1)).all()

@@ -19,29 +19,53 @@ from collections.abc import Sequence
 import torch
 
 Prior = str | Sequence[float]
+MAX_TAU = 10.0  # tau in [0, MAX_TAU]: 1 is the exact correction; far above it means nothing
 
 
-def target_prior(prior: Prior, train_counts: Sequence[float]) -> torch.Tensor:
-    """The target class distribution ``[K]`` for a prior given by name or values.
+def check_tau(tau: float) -> float:
+    """``tau`` if it is a finite number in ``[0, MAX_TAU]``.
 
     Raises:
-        ValueError: unknown name, wrong number of values, or a value that is not positive.
+        ValueError: naming the value and the range.
+    """
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau <= MAX_TAU:
+        raise ValueError(f"tau must be a number in [0, {MAX_TAU:g}] (1 = the exact prior "
+                         f"correction, 0 = none), got {tau}")
+    return float(tau)
+
+
+def log_target_prior(prior: Prior, train_counts: Sequence[float]) -> torch.Tensor:
+    """The log of the target class distribution ``[K]`` (float64), computed in log space so
+    that any finite positive values work (no overflow of their sum, no log of 0).
+
+    Raises:
+        ValueError: unknown name, wrong number of values, or a value that is not a finite
+            positive number.
     """
     counts = torch.as_tensor(list(train_counts), dtype=torch.float64)
-    if counts.ndim != 1 or (counts <= 0).any():
+    if counts.ndim != 1 or not (torch.isfinite(counts) & (counts > 0)).all():
         raise ValueError(f"train_counts must be K positive counts, got {list(train_counts)}")
     if isinstance(prior, str):
         if prior == "train":
-            return counts / counts.sum()
-        if prior == "uniform":
-            return torch.full_like(counts, 1 / len(counts))
-        raise ValueError(f"prior '{prior}' unknown; use 'train', 'uniform' or {len(counts)} "
-                         "comma-separated class frequencies (e.g. 1,1,2,...)")
-    values = torch.as_tensor(list(prior), dtype=torch.float64)
-    if values.shape != counts.shape or not (values > 0).all():
-        raise ValueError(f"prior needs {len(counts)} positive values (one per class), got "
-                         f"{list(prior)}")
-    return values / values.sum()
+            values = counts
+        elif prior == "uniform":
+            values = torch.ones_like(counts)
+        else:
+            raise ValueError(f"prior '{prior}' unknown; use 'train', 'uniform' or {len(counts)} "
+                             "comma-separated class frequencies (e.g. 1,1,2,...)")
+    else:
+        values = torch.as_tensor(list(prior), dtype=torch.float64)
+        if values.shape != counts.shape or not (torch.isfinite(values) & (values > 0)).all():
+            raise ValueError(f"prior needs {len(counts)} finite positive values (one per class), "
+                             f"got {list(prior)}")
+    log_values = values.log()
+    return log_values - torch.logsumexp(log_values, dim=0)
+
+
+def target_prior(prior: Prior, train_counts: Sequence[float]) -> torch.Tensor:
+    """The target class distribution ``[K]`` for a prior given by name or values (see
+    :func:`log_target_prior`)."""
+    return log_target_prior(prior, train_counts).exp()
 
 
 def adjust_logits(
@@ -53,7 +77,7 @@ def adjust_logits(
         logits: ``[B, K]``.
         train_counts: training images per class ``[K]`` (checkpoint ``meta["class_counts"]``).
         prior: "train" (no change), "uniform", or K target frequencies.
-        tau: strength of the adjustment.
+        tau: strength of the adjustment, in ``[0, MAX_TAU]``.
 
     Returns:
         ``[B, K]`` in the dtype of ``logits``.
@@ -61,10 +85,9 @@ def adjust_logits(
     if logits.ndim != 2 or logits.shape[1] != len(train_counts):
         raise ValueError(f"logits [B, K] with K = {len(train_counts)} classes expected, got shape "
                          f"{tuple(logits.shape)}")
-    if not math.isfinite(tau):
-        raise ValueError(f"tau must be a finite number, got {tau}")
-    counts = torch.as_tensor(list(train_counts), dtype=torch.float64)
-    shift = tau * (target_prior(prior, train_counts).log() - (counts / counts.sum()).log())
+    tau = check_tau(tau)
+    shift = tau * (log_target_prior(prior, train_counts)
+                   - log_target_prior("train", train_counts))
     return logits + shift.to(logits.dtype).to(logits.device)
 
 
@@ -84,8 +107,8 @@ def parse_prior(text: str | None, num_classes: int | None = None) -> Prior:
     except ValueError:
         values = []
     if (not values or len(values) != (num_classes or len(values))
-            or not all(v > 0 for v in values)):
+            or not all(math.isfinite(v) and v > 0 for v in values)):
         count = f"{num_classes} " if num_classes else ""
-        raise ValueError(f"prior '{text}' is not valid: use 'train', 'uniform' or {count}positive "
-                         "comma-separated class frequencies")
+        raise ValueError(f"prior '{text}' is not valid: use 'train', 'uniform' or {count}finite "
+                         "positive comma-separated class frequencies")
     return values
