@@ -8,6 +8,7 @@ import io
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -151,7 +152,9 @@ def test_bad_prior_and_bad_form(client: TestClient, astronaut: bytes) -> None:
     response = client.post("/api/predict?prior=1,2", content=astronaut)
     assert response.status_code == 400
     assert response.json()["error"] == ("prior '1,2' is not valid: use 'train', 'uniform' or 7 "
-                                        "positive comma-separated class frequencies")
+                                        "finite positive comma-separated class frequencies")
+    response = client.post("/api/predict?prior=inf,1,1,1,1,1,1", content=astronaut)
+    assert response.status_code == 400 and "7 finite positive" in response.json()["error"]
     response = client.post("/api/predict", files={"photo": ("a.png", astronaut, "image/png")})
     assert response.status_code == 400
     assert response.json()["error"] == "the form has no file in field 'image'"
@@ -265,3 +268,84 @@ def test_cli_serve_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     assert main(["serve", "missing.safetensors"]) == 2
     assert capsys.readouterr().err == ('error: ferkit serve needs starlette and uvicorn; install the '
                                        'optional extra: pip install "ferkit[serve]"\n')
+
+
+def test_decode_budget_is_checked_from_the_header(predictor: Predictor) -> None:
+    """A 4000x3000 grey PNG (tiny when compressed) over a 10-megapixel budget: refused before
+    decoding, naming the size, the budget and the option that raises it."""
+    body = png_bytes(np.zeros((3000, 4000), np.uint8))
+    with TestClient(create_app(predictor, max_upload_bytes=LIMIT, max_pixels=10_000_000)) as app:
+        response = app.post("/api/predict", content=body, headers={"content-type": "image/png"})
+    assert response.status_code == 413
+    assert response.json()["error"] == (
+        "the image is too large: 4000x3000 is 12.0 megapixels, over the decode budget of 10 "
+        "megapixels (about 30 MB decoded); downscale it (faces need far fewer pixels) or raise "
+        "the budget with ferkit serve --max-megapixels")
+
+
+def test_decodes_are_bounded(predictor: Predictor, astronaut: bytes,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferkit.inference import serve
+
+    live, peak, guard = [0], [0], threading.Lock()
+    real = serve.decode_upload
+
+    def counting(data: bytes, max_pixels: int) -> np.ndarray:
+        with guard:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        try:
+            time.sleep(0.2)  # long enough for every waiting request to pile up here, unbounded
+            return real(data, max_pixels)
+        finally:
+            with guard:
+                live[0] -= 1
+
+    monkeypatch.setattr(serve, "decode_upload", counting)
+    page = serve.FacePage(predictor, LIMIT)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: page.predict(astronaut, None, True), range(8)))
+    assert all(r["faces"] for r in results) and peak[0] == serve.DECODE_SLOTS
+
+
+@pytest.mark.parametrize("headers, status, message", [
+    ({"origin": "http://evil.example", "content-type": "image/png"}, 403,
+     r"refused a request from another site \(http://evil.example\)"),
+    ({"sec-fetch-site": "cross-site"}, 403, r"another site \(cross-site\)"),
+    ({"origin": "null"}, 403, "another site"),
+    ({"content-type": "text/plain"}, 415, "a text/plain body is not a photo"),
+])
+def test_cross_site_and_simple_posts_are_refused(client: TestClient, astronaut: bytes,
+                                                 headers: dict[str, str], status: int,
+                                                 message: str) -> None:
+    response = client.post("/api/predict", content=astronaut, headers=headers)
+    assert response.status_code == status and re.search(message, response.json()["error"])
+    same = client.post("/api/predict", content=astronaut, headers={
+        "origin": "http://testserver", "sec-fetch-site": "same-origin",
+        "content-type": "image/png"})
+    assert same.status_code == 200
+
+
+def test_security_headers(client: TestClient) -> None:
+    for path in ("/", "/api/info", "/static/app.js", "/static/missing"):
+        headers = client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+
+
+def test_body_read_timeout() -> None:
+    import asyncio
+
+    from ferkit.inference.serve import BadUpload, read_capped
+
+    class Trickle:  # a client that sends one byte and then nothing
+        headers: dict[str, str] = {}
+
+        async def stream(self):
+            yield b"x"
+            await asyncio.sleep(60)
+
+    with pytest.raises(BadUpload, match=r"did not arrive within 0.2 s \(1 bytes received\)") as err:
+        asyncio.run(read_capped(Trickle(), 1000, timeout_s=0.2))
+    assert err.value.status == 408
