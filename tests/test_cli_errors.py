@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
+import re
 import signal
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import save_file
@@ -17,6 +20,8 @@ from tests.conftest import tiny_overrides
 from ferkit.cli import main as cli_main
 from ferkit.engine import train as engine_train
 from ferkit.models import build_classifier
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*synthetic dataset")
 
 
 def _sets(run: Path, **extra: object) -> list[str]:
@@ -128,8 +133,81 @@ def test_sigterm_is_reported_and_non_zero(tmp_path: Path, capsys, monkeypatch) -
     monkeypatch.setattr(engine_train, "train_step", terminate)
     before = signal.getsignal(signal.SIGTERM)
     code, err = _run(capsys, ["train", *_sets(tmp_path / "run")])
-    assert code == 143 and "terminated (SIGTERM): stopped during the first epoch" in err
+    assert code == 143 and "terminated (SIGTERM): stopped before a first epoch finished" in err
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _sigterm(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    raise AssertionError("SIGTERM did not interrupt")
+
+
+def test_sigterm_messages_say_what_happened(tmp_path: Path, capsys, monkeypatch,
+                                            tiny_checkpoint: Path) -> None:
+    import ferkit.checks
+    import ferkit.inference.files
+
+    monkeypatch.setattr(ferkit.checks, "load_config", _sigterm)
+    code, err = _run(capsys, ["train", *_sets(tmp_path / "run")])
+    assert code == 143 and err == ("terminated (SIGTERM): stopped while reading the "
+                                   "configuration; nothing was written\n")
+    monkeypatch.setattr(ferkit.inference.files, "predict_files", _sigterm)
+    code, err = _run(capsys, ["predict", "-c", str(tiny_checkpoint), "x.png"])
+    assert code == 143 and err.endswith("terminated (SIGTERM): stopped before finishing\n")
+    assert "resume" not in err and "epoch" not in err
+
+
+def test_output_paths_under_a_file(tmp_path: Path, capsys, tiny_checkpoint: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(face)
+    code, err = _run(capsys, ["train", *_sets(blocker / "run")])
+    assert code == 2 and err == f"error: output_dir: {blocker / 'run'} is under the file " \
+        f"{blocker}, not a folder; choose another path\n"
+    code, err = _run(capsys, ["train", *_sets(blocker)])
+    assert code == 2 and f"error: output_dir: {blocker} is an existing file, not a folder" in err
+    code, err = _run(capsys, ["eval", str(tiny_checkpoint), "--dataset", "synthetic",
+                              "--out", str(blocker / "e")])
+    assert code == 2 and f"error: --out: {blocker / 'e'} is under the file {blocker}" in err
+    code, err = _run(capsys, ["export", str(tiny_checkpoint), "--out", str(blocker / "m.onnx")])
+    assert code == 2 and f"error: --out: {blocker} is an existing file, not a folder" in err
+    for option in ("--annotate", "--cam-dir"):
+        code, err = _run(capsys, ["predict", "-c", str(tiny_checkpoint), "--no-detect", str(face),
+                                  option, str(blocker / "a")])
+        assert code == 2 and f"error: {option}: {blocker / 'a'} is under the file" in err
+    assert "Traceback" not in err and blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch-size", "-1"], "argument --batch-size: expected a whole number above 0, got '-1'"),
+    (["--batch-size", "0"], "argument --batch-size: expected a whole number above 0, got '0'"),
+    (["--max-megapixels", "nan"], "argument --max-megapixels: expected a number above 0"),
+    (["--threads", "0"], "argument --threads: expected a whole number above 0, got '0'"),
+    (["--tau", "-1"], r"error: tau must be a number in \[0, 10\] \(1 = the exact prior correction"),
+    (["--tau", "1e308", "--prior", "uniform"], r"error: tau must be a number in \[0, 10\]"),
+    (["--prior", "inf,1,1,1,1,1,1"], "error: prior needs 7 finite positive values"),
+    (["--device", "gpu"], "error: --device: 'gpu' is not a device; use auto, cpu, cuda, cuda:N"),
+])
+def test_predict_values_checked_at_the_boundary(tmp_path: Path, capsys, tiny_checkpoint: Path,
+                                                args: list[str], message: str) -> None:
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(face)
+    with pytest.raises(SystemExit) if "argument" in message else contextlib.nullcontext() as exit:
+        code = cli_main(["predict", "-c", str(tiny_checkpoint), "--no-detect", str(face), *args])
+    code = exit.value.code if exit else code
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(message, err) and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_on_a_machine_without_it(tmp_path: Path, capsys, tiny_checkpoint: Path) -> None:
+    run = tmp_path / "run"
+    code, err = _run(capsys, ["train", *_sets(run, **{"train.device": "cuda"})])
+    assert code == 2 and "error: train.device: 'cuda' is not available: " in err
+    assert not run.exists()  # nothing written
+    code, err = _run(capsys, ["predict", "-c", str(tiny_checkpoint), "--device", "cuda:1", "x.png"])
+    assert code == 2 and "error: --device: 'cuda:1' is not available: " in err
 
 
 def test_datasets_shows_the_whole_expected_layout(tmp_path: Path, capsys) -> None:
@@ -137,3 +215,43 @@ def test_datasets_shows_the_whole_expected_layout(tmp_path: Path, capsys) -> Non
     assert code == 2
     assert "Expected layout:" in err and "FER2013Test/" in err
     assert "generate_training_data.py" in err
+
+
+def test_predict_never_hangs_on_special_files(tmp_path: Path, capsys,
+                                              tiny_checkpoint: Path) -> None:
+    import threading
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "a.png")
+    os.mkfifo(folder / "b.png")  # no writer: a blocking read would never return
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(folder / "c.png")
+    (folder / "loop").symlink_to(".")
+    outcome: list[int] = []
+    worker = threading.Thread(target=lambda: outcome.append(cli_main([
+        "predict", "-c", str(tiny_checkpoint), "--no-detect", "--format", "jsonl",
+        "--max-megapixels", "0.0015", str(folder), str(folder / "**" / "*.png")])), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert outcome == [0], "predict hung or failed"
+    out, err = capsys.readouterr()
+    rows = [(r["image"], r["status"].split(",")[0]) for r in map(json.loads, out.splitlines())]
+    # the folder, then the recursive glob (through the link loop): each file once per input
+    assert rows == [(str(folder / n), s) for n, s in 2 * [
+        ("a.png", "ok"), ("b.png", "error: a FIFO (named pipe)"),
+        ("c.png", "error: 50x40 is 0.0 megapixels")]]
+    assert f"{folder / 'b.png'}: skipped: a FIFO (named pipe), not a regular file" in err
+    assert f"{folder / 'c.png'}: skipped: 50x40 is 0.0 megapixels, over the decode budget of " \
+           "0.0015 megapixels" in err and "raise the budget with --max-megapixels" in err
+
+
+def test_predict_pattern_that_matches_nothing(tmp_path: Path, capsys,
+                                              tiny_checkpoint: Path) -> None:
+    pattern = str(tmp_path / "*.jpg")
+    code, err = _run(capsys, ["predict", "-c", str(tiny_checkpoint), pattern])
+    assert code == 1 and err.splitlines()[-2:] == [
+        f"{pattern}: skipped: no file matches this pattern",
+        "error: no image could be read (1 unreadable input(s))"]
+    (tmp_path / "empty").mkdir()
+    code, err = _run(capsys, ["predict", "-c", str(tiny_checkpoint), str(tmp_path / "empty")])
+    assert code == 1 and err.splitlines()[-1] == "error: no image file found in the inputs given"

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ferkit._version import __version__
 from ferkit.config_yaml import protocol_names
+from ferkit.limits import DEFAULT_MAX_PIXELS, SERVE_DECODE_SLOTS, SERVE_MAX_PIXELS
 from ferkit.run_files import RunFiles
 
 if TYPE_CHECKING:
@@ -49,8 +52,22 @@ def _interrupted(output_dir: str) -> str:
     if last.is_file():
         return (f"stopped; {last} holds the last finished epoch: re-run the same command to "
                 "resume from it")
-    return (f"stopped during the first epoch: nothing was saved in {output_dir} yet, so a re-run "
-            "of the same command starts from the beginning")
+    return (f"stopped before a first epoch finished: nothing was saved in {output_dir} yet, so "
+            "a re-run of the same command starts from the beginning")
+
+
+def _positive(kind: type) -> Callable[[str], int | float]:
+    """An argparse type: a finite number of ``kind`` (int or float) above 0."""
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(
+                f"expected a {'whole ' if kind is int else ''}number above 0, got '{text}'")
+        return value
+    return parse
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -60,7 +77,11 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    cfg = load_config(args.config, overrides)
+    try:
+        cfg = load_config(args.config, overrides)
+    except KeyboardInterrupt as err:
+        err.args = ("stopped while reading the configuration; nothing was written",)
+        raise
     try:
         result = train(cfg, overwrite=args.overwrite)
     except KeyboardInterrupt as err:
@@ -104,7 +125,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from ferkit.inference import Predictor
     from ferkit.inference.files import write_results
-    from ferkit.inference.prior import parse_prior
+    from ferkit.inference.prior import check_tau, log_target_prior, parse_prior
     from ferkit.inference.video_files import predict_media, predict_webcam, video_options
 
     images, checkpoint = list(args.images), args.checkpoint
@@ -116,13 +137,14 @@ def _predict(args: argparse.Namespace) -> int:
     if images and args.webcam is not None:
         raise ValueError(f"--webcam reads a camera instead of files; leave out {images[0]} "
                          "(or --webcam)")
-    prior, video = parse_prior(args.prior), video_options(args)
+    prior, tau, video = parse_prior(args.prior), check_tau(args.tau), video_options(args)
     options = {"device": args.device, "backend": _backend(args.backend, checkpoint),
                "threads": args.threads, **_detector_options(args)}
     predictor = (Predictor.from_checkpoint(checkpoint, **options) if checkpoint
                  else Predictor.from_pretrained(**options))
+    log_target_prior(prior, predictor.class_counts)  # a bad prior stops before any image
     predictor.batch_size = args.batch_size
-    common = {"detect": not args.no_detect, "prior": prior, "tau": args.tau,
+    common = {"detect": not args.no_detect, "prior": prior, "tau": tau,
               "annotate_dir": args.annotate}
     skipped: list[Path] = []
     with open(args.summary, "w") if args.summary else nullcontext() as summary_file:
@@ -131,11 +153,13 @@ def _predict(args: argparse.Namespace) -> int:
                    predict_media(predictor, images, video, batch_size=args.batch_size,
                                  cam_dir=args.cam_dir, cam_mirror=args.cam_mirror,
                                  summary_file=summary_file, recursive=args.recursive,
-                                 skipped=skipped, **common))
+                                 skipped=skipped, max_pixels=round(args.max_megapixels * 1e6),
+                                 **common))
         tally = write_results(results, predictor.class_names, "jsonl" if args.json else args.format)
     print(tally.line(skipped), file=sys.stderr)
     if tally.read == 0:
-        print(f"error: no image could be read ({len(tally.unreadable)} unreadable input(s))",
+        print(f"error: no image could be read ({len(tally.unreadable)} unreadable input(s))"
+              if tally.unreadable else "error: no image file found in the inputs given",
               file=sys.stderr)
         return 1
     return 0
@@ -171,7 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
         run_server(args.checkpoint, host=args.host, port=args.port,
                    backend=_backend(args.backend, args.checkpoint),
                    device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads,
-                   **_detector_options(args))
+                   max_pixels=round(args.max_megapixels * 1e6), **_detector_options(args))
     except ImportError as err:  # the [serve] or [onnx] extra is missing; the message names it
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -212,8 +236,13 @@ def _list(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from ferkit.bench import format_summary, run_protocol
 
-    summary = run_protocol(args.protocol, args.root, args.out, list(args.set or []),
-                           only=args.only, dry_run=args.dry_run, report_only=args.report_only)
+    try:
+        summary = run_protocol(args.protocol, args.root, args.out, list(args.set or []),
+                               only=args.only, dry_run=args.dry_run, report_only=args.report_only)
+    except KeyboardInterrupt as err:
+        err.args = ("re-run the same command to continue: finished runs are kept and the "
+                    "interrupted run resumes from its last finished epoch, if one was saved",)
+        raise
     print(format_summary(summary))
     return 1 if summary["failed"] else 0
 
@@ -323,13 +352,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam-dir", help="also save attention maps of every face here")
     p.add_argument("--cam-mirror", action="store_true",
                    help="attention maps with the mirrored face as a second row (the paper's Figure 4)")
-    p.add_argument("--batch-size", type=int, default=8,
+    p.add_argument("--batch-size", type=_positive(int), default=8,
                    help="images decoded at a time and faces per forward pass (bounds memory)")
+    p.add_argument("--max-megapixels", type=_positive(float), default=DEFAULT_MAX_PIXELS / 1e6,
+                   help="decode budget: larger images are skipped, checked from their header "
+                   f"(default {DEFAULT_MAX_PIXELS / 1e6:g}, about "
+                   f"{3 * DEFAULT_MAX_PIXELS / 1e6:.0f} MB decoded)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--backend", choices=("torch", "onnx"),
                    help="onnx: onnxruntime (a checkpoint is exported on the fly; needs pip install "
                    "\"ferkit[onnx]\"); default: onnx for a .onnx file, else torch")
-    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--threads", type=_positive(int),
+                   help="onnxruntime threads (default: all cores)")
     _add_detector_flags(p)
     add_video_flags(p)
     p.set_defaults(func=_predict, checkpoint=None)
@@ -340,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest accepted |logit difference| against torch (default 1e-4)")
-    p.add_argument("--parity-images", type=int, default=32, help="crops the parity check uses")
+    p.add_argument("--parity-images", type=_positive(int), default=32,
+                   help="crops the parity check uses")
     p.add_argument("--exporter", default="dynamo", choices=("dynamo", "torchscript"),
                    help="torch exporter (torchscript is deprecated in torch >= 2.9)")
     p.set_defaults(func=_export)
@@ -355,8 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("torch", "onnx"),
                    help="default: onnx for a .onnx file, else torch")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
-    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="upload size cap (MB)")
+    p.add_argument("--threads", type=_positive(int),
+                   help="onnxruntime threads (default: all cores)")
+    p.add_argument("--max-upload-mb", type=_positive(float), default=10.0,
+                   help="upload size cap (MB)")
+    p.add_argument("--max-megapixels", type=_positive(float), default=SERVE_MAX_PIXELS / 1e6,
+                   help="decode budget per photo, checked from its header (default "
+                   f"{SERVE_MAX_PIXELS / 1e6:g}); at most {SERVE_DECODE_SLOTS} photos decode at once")
     _add_detector_flags(p)
     p.set_defaults(func=_serve)
 
@@ -434,8 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as err:
         what = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
-        detail = str(err.args[0]) if err.args else ("re-run the same command to resume from "
-                                                     "the last finished epoch, if one was saved")
+        detail = str(err.args[0]) if err.args else "stopped before finishing"
         print(f"{what}: {detail}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     finally:

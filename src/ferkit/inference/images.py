@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ferkit.limits import DEFAULT_MAX_PIXELS
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-# 64 megapixels (9248 x 6936, larger than most camera photos) decode to ~200 MB of RGB; Pillow's
-# own transient copies (mode conversion, EXIF rotation) about double it.
-DEFAULT_MAX_PIXELS = 64_000_000
 
 
 class ImageReadError(RuntimeError):
@@ -70,10 +69,17 @@ def check_pixels(size: tuple[int, int], max_pixels: int, raise_with: str) -> Non
             f"downscale it (faces need far fewer pixels) or raise the budget with {raise_with}")
 
 
-def _check_regular(path: Path, max_bytes: int) -> None:
-    """Refuse anything but a regular file of at most ``max_bytes``; the check opens ``path``
-    non-blocking, so a FIFO cannot hang it."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+def check_regular_file(path: Path, max_bytes: int | None = None) -> None:
+    """Refuse anything but a regular file (of at most ``max_bytes``); the check opens ``path``
+    non-blocking, so a FIFO cannot hang it.
+
+    Raises:
+        ImageReadError: missing, a FIFO, device, socket or folder, or a file over ``max_bytes``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{path}: file not found") from err
     try:
         info = os.fstat(fd)
     finally:
@@ -84,7 +90,7 @@ def _check_regular(path: Path, max_bytes: int) -> None:
                  stat.S_ISDIR: "a folder"}
         kind = next((name for test, name in kinds.items() if test(info.st_mode)), "not a file")
         raise ImageReadError(f"{path}: {kind}, not a regular file; only image files are read")
-    if info.st_size > max_bytes:
+    if max_bytes is not None and info.st_size > max_bytes:
         raise ImageReadError(f"{path}: {info.st_size / 1e6:.0f} MB, more than an image within "
                              f"the decode budget can take ({max_bytes / 1e6:.0f} MB); not read")
 
@@ -104,7 +110,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS,
     """
     path = Path(path)
     try:
-        _check_regular(path, max_file_bytes(max_pixels))
+        check_regular_file(path, max_file_bytes(max_pixels))
         with Image.open(path) as image:
             try:
                 check_pixels(image.size, max_pixels, raise_with)
@@ -139,7 +145,8 @@ def expand_inputs(inputs: Sequence[str], suffixes: Sequence[str] = IMAGE_SUFFIXE
         if path.is_dir():
             entries = sorted(path.rglob("*") if recursive else path.iterdir())
             for entry in entries:
-                if entry.is_file() and entry.suffix.lower() in suffixes:
+                # a FIFO or device named *.png is yielded too: the reader names what it is
+                if not entry.is_dir() and entry.suffix.lower() in suffixes:
                     yield entry
                 elif skipped is not None and not (recursive and entry.is_dir()):
                     skipped.append(entry)

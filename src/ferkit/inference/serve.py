@@ -51,15 +51,13 @@ from ferkit.inference.images import ImageReadError, check_pixels
 from ferkit.inference.predictor import Predictor
 from ferkit.inference.prior import parse_prior
 from ferkit.inference.tracking import LiveTracks
+from ferkit.limits import SERVE_BODY_TIMEOUT_S as BODY_TIMEOUT_S
+from ferkit.limits import SERVE_DECODE_SLOTS as DECODE_SLOTS
+from ferkit.limits import SERVE_MAX_PIXELS
 
 STATIC_FILES = {"app.js": "text/javascript", "live.js": "text/javascript", "style.css": "text/css",
                 "favicon.svg": "image/svg+xml"}
 OVERLAY_SIDE = 112  # pixels of the attention overlay image
-# 24 megapixels (6000 x 4000, a full camera photo) decode to ~72 MB of RGB, ~300 MB at the peak
-# of Pillow's conversions; with DECODE_SLOTS photos at once the server stays near 1 GB.
-SERVE_MAX_PIXELS = 24_000_000
-DECODE_SLOTS = 2
-BODY_TIMEOUT_S = 30.0  # a body that has not fully arrived by then is dropped (408)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",

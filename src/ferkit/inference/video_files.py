@@ -19,7 +19,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ferkit.inference.files import ImageResult, _free_name, annotate, predict_files
-from ferkit.inference.images import IMAGE_SUFFIXES, expand_inputs
+from ferkit.inference.images import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    check_regular_file,
+    expand_inputs,
+)
 from ferkit.inference.predictor import Predictor
 from ferkit.inference.prior import Prior
 from ferkit.inference.tracking import TrackLog
@@ -33,6 +38,7 @@ from ferkit.inference.video import (
     open_webcam,
     predict_frames,
 )
+from ferkit.limits import DEFAULT_MAX_PIXELS
 
 
 def predict_media(
@@ -40,24 +46,27 @@ def predict_media(
     detect: bool = True, prior: Prior = "train", tau: float = 1.0, batch_size: int = 8,
     annotate_dir: str | Path | None = None, cam_dir: str | Path | None = None,
     cam_mirror: bool = False, summary_file: TextIO | None = None, recursive: bool = False,
-    skipped: list[Path] | None = None,
+    skipped: list[Path] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[ImageResult]:
     """One :class:`ImageResult` per photo and per processed video frame, in input order, and a
     summary result (``tracks`` set) after each video; ``summary_file`` also receives each
     track's summary as a JSON line. ``annotate_dir`` gets annotated photos and videos. Folders
     are searched as :func:`~ferkit.inference.images.expand_inputs` says (``recursive``,
-    ``skipped``)."""
+    ``skipped``). ``max_pixels`` is the decode budget of a photo; a video that is not a regular
+    file (a FIFO, a device) is reported, never opened."""
     options = video or VideoOptions()
     paths = expand_inputs(inputs, IMAGE_SUFFIXES + VIDEO_SUFFIXES, recursive, skipped)
     for videos, group in groupby(paths, key=is_video):
         if not videos:
             yield from predict_files(predictor, [str(p) for p in group], detect, prior, tau,
-                                     batch_size, annotate_dir, cam_dir, cam_mirror)
+                                     batch_size, annotate_dir, cam_dir, cam_mirror,
+                                     max_pixels=max_pixels)
             continue
         for path in group:
             try:
+                check_regular_file(path)
                 source = VideoSource(path, options)
-            except VideoReadError as err:
+            except (VideoReadError, ImageReadError) as err:
                 yield ImageResult(path, error=str(err).removeprefix(f"{path}: "))
                 continue
             writer = (VideoWriter(_free_name(Path(annotate_dir), path, ext=".mp4"), _output_rate(source))
