@@ -145,13 +145,13 @@ def _sigterm(*args, **kwargs):
 def test_sigterm_messages_say_what_happened(tmp_path: Path, capsys, monkeypatch,
                                             tiny_checkpoint: Path) -> None:
     import ferkit.checks
-    import ferkit.inference.files
+    import ferkit.inference.video_files
 
     monkeypatch.setattr(ferkit.checks, "load_config", _sigterm)
     code, err = _run(capsys, ["train", *_sets(tmp_path / "run")])
     assert code == 143 and err == ("terminated (SIGTERM): stopped while reading the "
                                    "configuration; nothing was written\n")
-    monkeypatch.setattr(ferkit.inference.files, "predict_files", _sigterm)
+    monkeypatch.setattr(ferkit.inference.video_files, "predict_media", _sigterm)
     code, err = _run(capsys, ["predict", "-c", str(tiny_checkpoint), "x.png"])
     assert code == 143 and err.endswith("terminated (SIGTERM): stopped before finishing\n")
     assert "resume" not in err and "epoch" not in err

@@ -40,7 +40,7 @@ def test_help_does_not_import_torch(argv: list[str]) -> None:
 
 def test_argument_error_does_not_import_torch() -> None:
     out, err = _modules_after(["predict", "--batch-size", "x"])
-    assert "argument --batch-size: invalid int value: 'x'" in err and "exit 2" in err
+    assert "argument --batch-size: expected a whole number above 0, got 'x'" in err and "exit 2" in err
     assert out.rstrip().endswith("torch imported: False")
 
 
