@@ -247,4 +247,4 @@ def test_two_processes_on_one_run_folder(tmp_path: Path, capsys: pytest.CaptureF
     assert not (out / ".lock").exists() and len(result.history) == 5
     stored = yaml.safe_load((out / "config.yaml").read_text())
     assert stored["optim"]["lr"] == cfg.optim.lr == load_checkpoint(
-        out / "last.safetensors").meta["config"]["optim"]["lr"]
+        out / "last.safetensors").meta.config["optim"]["lr"]
