@@ -128,6 +128,9 @@ def check_loadable(folder: Path) -> None:
             [json.loads(line) for line in path.read_text().splitlines()]
         elif path.suffix == ".yaml":
             assert isinstance(yaml.safe_load(path.read_text()), dict), path
+        elif path.suffix == ".png":  # the report's plots
+            with Image.open(path) as image:
+                image.verify()
         elif path.suffix == ".csv":
             rows = list(csv.reader(path.open()))
             assert rows and all(len(r) == len(rows[0]) for r in rows), path
