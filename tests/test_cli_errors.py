@@ -186,7 +186,8 @@ def test_output_paths_under_a_file(tmp_path: Path, capsys, tiny_checkpoint: Path
     (["--threads", "0"], "argument --threads: expected a whole number above 0, got '0'"),
     (["--tau", "-1"], r"error: tau must be a number in \[0, 10\] \(1 = the exact prior correction"),
     (["--tau", "1e308", "--prior", "uniform"], r"error: tau must be a number in \[0, 10\]"),
-    (["--prior", "inf,1,1,1,1,1,1"], "error: prior needs 7 finite positive values"),
+    (["--prior", "inf,1,1,1,1,1,1"], "error: prior 'inf,1,1,1,1,1,1' is not valid: use 'train', "
+     "'uniform' or finite positive"),
     (["--device", "gpu"], "error: --device: 'gpu' is not a device; use auto, cpu, cuda, cuda:N"),
 ])
 def test_predict_values_checked_at_the_boundary(tmp_path: Path, capsys, tiny_checkpoint: Path,
