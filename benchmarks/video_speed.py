@@ -77,8 +77,9 @@ def main() -> int:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     torch.set_num_threads(1)
     load_before = os.getloadavg()
-    predictor = (Predictor.from_checkpoint(args.checkpoint, device="cpu") if args.checkpoint
-                 else Predictor.from_pretrained(device="cpu"))
+    options = {"device": "cpu", "threads": 1}  # onnxruntime (classifier or detector) on one thread too
+    predictor = (Predictor.from_checkpoint(args.checkpoint, **options) if args.checkpoint
+                 else Predictor.from_pretrained(**options))
     with tempfile.TemporaryDirectory() as folder:
         clip = write_clip(Path(folder) / "clip.mp4", args.frames)
         decode = rate(lambda: sum(1 for _ in VideoSource(clip)), 5)
@@ -113,7 +114,8 @@ def main() -> int:
         "# Video speed", "",
         f"Command: `{command}`  ",
         f"Model: {meta.get('backbone')} at {meta.get('image_size')} px ({meta.get('method')}, "
-        f"{args.checkpoint or 'packaged model'}), MTCNN detection. Commit "
+        f"{args.checkpoint or 'packaged model'}), MTCNN detection on {predictor.detector.backend}. "
+        "Commit "
         f"{provenance().get('git_commit', '?')}, torch {torch.__version__}, {hardware()}. One core "
         f"(the process pinned to one CPU, torch on one thread), median of {args.repeats} runs after "
         "a warm-up (decoding: of 5; the whole command path: one run after a warm-up).", "",
