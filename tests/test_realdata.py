@@ -15,6 +15,7 @@ from ferkit.data import DATASETS
 from ferkit.data.cache import cached_images
 from ferkit.data.loader import BatchLoader, shuffle_sampler
 from ferkit.data.transforms import AugmentConfig
+from ferkit.engine.meta import ModelMeta
 from ferkit.engine.train import fit
 from ferkit.methods import create_method
 from ferkit.models import build_classifier
@@ -49,7 +50,11 @@ def test_train_and_evaluate_on_real_ferplus_images(tmp_path: Path) -> None:
         optim_cfg=OptimConfig(lr=3e-3), train_cfg=TrainConfig(epochs=1, progress=False,
                                                                tensorboard=False),
         augment=AugmentConfig(), mean=MEAN, std=STD, class_names=train.class_names,
-        output_dir=tmp_path / "run", seed=0, meta={"backbone": "tiny_cnn", "num_classes": 7},
+        output_dir=tmp_path / "run", seed=0,
+        meta=ModelMeta(class_names=tuple(train.class_names), num_classes=7, image_size=48,
+                       mean=MEAN, std=STD, backbone="tiny_cnn", method="ce",
+                       class_counts=tuple(train.class_counts.tolist()), num_samples=len(train),
+                       channels=1),
     )
     report = result.last["val"]
     assert report["num_samples"] == 28 and set(report["support"].values()) == {4}
