@@ -19,7 +19,7 @@ from PIL import Image
 from ferkit.data import FERDataset
 from ferkit.data.affectnet import AffectNet
 from ferkit.data.cache import HEADER_BYTES, MAGIC, cache_path, cached_images, open_cache
-from ferkit.data.fingerprint import FULL_HASH_LIMIT, fingerprint_files
+from ferkit.data.fingerprint import CHUNK_BYTES, fingerprint_files
 from ferkit.data.labels import CANONICAL_7
 from ferkit.tempfiles import pid_alive, remove_dead_temp_files, temp_path
 
@@ -98,16 +98,19 @@ def test_fingerprint_sensitivity(tmp_path: Path, pngs: list[Path]) -> None:
     assert fingerprint_files(pngs) != fingerprint_files(pngs[:6] + pngs[7:])
 
 
-def test_fingerprint_of_large_files_reads_head_and_tail(tmp_path: Path) -> None:
+def test_fingerprint_of_large_files_covers_every_byte(tmp_path: Path) -> None:
+    """A file of several read chunks edited in the middle, size and mtime restored: new key."""
     big = tmp_path / "big.bin"
-    big.write_bytes(bytes(FULL_HASH_LIMIT + 10))
+    big.write_bytes(bytes(3 * CHUNK_BYTES + 10))
     key = fingerprint_files([big])
-    with open(big, "r+b") as handle:
-        handle.seek(-1, os.SEEK_END)
-        handle.write(b"\1")
     stat = big.stat()
-    os.utime(big, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert fingerprint_files([big]) != key
+    for offset in (CHUNK_BYTES + 7, 3 * CHUNK_BYTES + 9):  # the middle, then the last byte
+        with open(big, "r+b") as handle:
+            handle.seek(offset)
+            handle.write(b"\1")
+        os.utime(big, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert big.stat().st_size == stat.st_size and fingerprint_files([big]) != key
+        key = fingerprint_files([big])
 
 
 def test_subset_and_crop_keys(pngs: list[Path]) -> None:
