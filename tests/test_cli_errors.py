@@ -256,3 +256,23 @@ def test_predict_pattern_that_matches_nothing(tmp_path: Path, capsys,
     (tmp_path / "empty").mkdir()
     code, err = _run(capsys, ["predict", "-c", str(tiny_checkpoint), str(tmp_path / "empty")])
     assert code == 1 and err.splitlines()[-1] == "error: no image file found in the inputs given"
+
+
+def test_yaml_alias_bomb_and_self_reference_are_refused(tmp_path: Path, capsys) -> None:
+    import time
+
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+              f"*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 9)]
+    bomb.write_text("model:\n  options:\n" + "".join(f"    {line}\n" for line in lines))
+    start = time.perf_counter()
+    code, err = _run(capsys, ["train", "--config", str(bomb)])
+    assert code == 2 and err == (f"error: {bomb}: YAML aliases (&name / *name) expand this to more "
+                                 "than 100,000 values; a config is far smaller. Write the values "
+                                 "out instead of nesting aliases\n")
+    assert time.perf_counter() - start < 30  # 10**9 values if expanded: refused, not built
+    loop = tmp_path / "loop.yaml"
+    loop.write_text("model:\n  options: &o {inner: *o}\n")
+    code, err = _run(capsys, ["train", "--config", str(loop)])
+    assert code == 2 and f"error: {loop}: a YAML alias refers to a mapping or list that" in err

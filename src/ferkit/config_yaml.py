@@ -51,10 +51,45 @@ def load_yaml(text: str, source: str) -> Any:
         ConfigError: not valid YAML, or a mapping repeats a key.
     """
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        loaded = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         detail = " ".join(str(err).split())
         raise ConfigError(f"{source}: not valid YAML: {detail}") from err
+    _check_expanded_size(loaded, source)
+    return loaded
+
+
+# Values a config may hold once YAML aliases (&a / *a) are expanded: far above any recipe, far
+# below what a nested alias "bomb" expands to (which copying the config would try to build).
+MAX_EXPANDED_VALUES = 100_000
+
+
+def _check_expanded_size(value: Any, source: str) -> None:
+    """Refuse YAML whose aliases expand to more than :data:`MAX_EXPANDED_VALUES` values, or that
+    refers to itself; counted over shared nodes once each, so the check itself stays cheap."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in active:
+            raise ConfigError(f"{source}: a YAML alias refers to a mapping or list that contains "
+                              "it; write the values out")
+        active.add(id(node))
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1 + sum(size(child) for child in children)
+        active.discard(id(node))
+        sizes[id(node)] = total
+        if total > MAX_EXPANDED_VALUES:
+            raise ConfigError(f"{source}: YAML aliases (&name / *name) expand this to more than "
+                              f"{MAX_EXPANDED_VALUES:,} values; a config is far smaller. Write "
+                              "the values out instead of nesting aliases")
+        return total
+
+    size(value)
 
 
 def read_yaml_file(path: Path) -> Any:
