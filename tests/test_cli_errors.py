@@ -276,3 +276,26 @@ def test_yaml_alias_bomb_and_self_reference_are_refused(tmp_path: Path, capsys) 
     loop.write_text("model:\n  options: &o {inner: *o}\n")
     code, err = _run(capsys, ["train", "--config", str(loop)])
     assert code == 2 and f"error: {loop}: a YAML alias refers to a mapping or list that" in err
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    ({"class_names": ["a", "b", "c"]}, "3 class_names for num_classes 7"),
+    ({"image_size": -4}, r"image_size -4 is not a whole number of pixels in \[1, 4096\]"),
+    ({"mean": ["x", 0.5, 0.5]}, r"mean \['x', 0.5, 0.5\] / std \[.*\] are not 1 or 3 values"),
+    ({"class_counts": [1, 2]}, r"class_counts \[1, 2\] are not 7 positive counts"),
+])
+def test_edited_checkpoint_metadata_is_refused(tmp_path: Path, capsys, tiny_checkpoint: Path,
+                                               edit: dict, problem: str) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(tiny_checkpoint), framework="pt") as handle:
+        meta = json.loads(handle.metadata()["ferkit"])
+    edited = tmp_path / "edited.safetensors"
+    save_file(load_file(str(tiny_checkpoint)), str(edited),
+              metadata={"ferkit": json.dumps({**meta, **edit})})
+    face = tmp_path / "face.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(face)
+    code, err = _run(capsys, ["predict", "-c", str(edited), "--no-detect", str(face)])
+    assert code == 2 and re.search(rf"^error: {re.escape(str(edited))}: its metadata does not "
+                                   rf"hold together \({problem}.*\); it was edited", err)

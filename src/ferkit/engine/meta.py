@@ -11,6 +11,7 @@ lacks a field, or a foreign one fails with a :class:`CheckpointError` that names
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,11 @@ class ModelMeta:
             known[key] = tuple(known[key])
         for key in ("backbone_options", "method_params"):
             known[key] = dict(known.get(key) or {})
+        problems = _value_problems(known)
+        if problems:
+            raise CheckpointError(f"{source}: its metadata does not hold together ("
+                                  f"{'; '.join(problems)}); it was edited or damaged: use the "
+                                  "checkpoint as ferkit wrote it")
         return cls(**known, extra={k: v for k, v in values.items() if k not in names})
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +109,36 @@ class ModelMeta:
     def with_extra(self, **extra: Any) -> ModelMeta:
         """A copy with ``extra`` updated (e.g. the epoch and scores of a checkpoint)."""
         return dataclasses.replace(self, extra={**self.extra, **extra})
+
+
+def _is_number(value: Any, low: float, high: float) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value <= high)
+
+
+def _value_problems(known: dict[str, Any]) -> list[str]:
+    """What in a stored record contradicts itself or is out of range (the weights' shapes are
+    checked against ``num_classes`` when they are loaded)."""
+    problems = []
+    count = known["num_classes"]
+    if not (isinstance(count, int) and count >= 1):
+        return [f"num_classes {count!r} is not a positive whole number"]
+    if len(known["class_names"]) != count or not all(isinstance(n, str)
+                                                     for n in known["class_names"]):
+        problems.append(f"{len(known['class_names'])} class_names for num_classes {count}")
+    if len(known["class_counts"]) != count or not all(
+            _is_number(c, 1e-12, math.inf) for c in known["class_counts"]):
+        problems.append(f"class_counts {list(known['class_counts'])} are not {count} positive "
+                        "counts")
+    size = known["image_size"]
+    if not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= 4096):
+        problems.append(f"image_size {size!r} is not a whole number of pixels in [1, 4096]")
+    mean, std = known["mean"], known["std"]
+    if len(mean) not in (1, 3) or len(std) != len(mean) or not all(
+            _is_number(m, 0, 1) for m in mean) or not all(_is_number(v, 1e-6, 1) for v in std):
+        problems.append(f"mean {list(mean)} / std {list(std)} are not 1 or 3 values each in "
+                        "[0, 1] (std above 0)")
+    return problems
 
 
 __all__ = ["FORMAT_VERSION", "CheckpointError", "ModelMeta"]
