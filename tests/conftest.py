@@ -54,3 +54,16 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-run")
     api.train(load_config(None, tiny_overrides(out, **{"train.epochs": 1})))
     return out / "best.safetensors"
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_checkpoint: Path):
+    """A torch Predictor of :func:`tiny_checkpoint` on the CPU (its synthetic-data warning
+    silenced); a test module may define its own ``predictor`` instead."""
+    import warnings
+
+    from ferkit.inference.predictor import Predictor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +24,6 @@ from ferkit.inference.prior import adjust_logits
 from ferkit.inference.results import FaceResult, Prediction, small_face_note
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image not installed (dev extra)")
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_checkpoint: Path) -> Predictor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")

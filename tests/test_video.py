@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +31,6 @@ from ferkit.inference.video import VideoOptions, VideoReadError, VideoSource, Vi
 
 av = pytest.importorskip("av", reason='needs the [video] extra: pip install "ferkit[video]"')
 pytest.importorskip("skimage.data", reason="scikit-image not installed (dev extra)")
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_checkpoint: Path) -> Predictor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
 
 
 @pytest.fixture(scope="module")
