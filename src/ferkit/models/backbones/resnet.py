@@ -16,9 +16,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ferkit.models.backbones.base import BACKBONES, OnlineWeights
-
-OUTPUT_STRIDES = (8, 16, 32)
+from ferkit.models.backbones.base import (
+    BACKBONES,
+    DILATED_STRIDES,
+    OnlineWeights,
+    check_output_stride,
+    stage_stride,
+)
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -102,8 +106,7 @@ class ResNet(nn.Module):
         in_chans: int = 3, output_stride: int = 32,
     ) -> None:
         super().__init__()
-        if output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
+        check_output_stride(output_stride)
         self.output_stride = output_stride
         self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -112,9 +115,9 @@ class ResNet(nn.Module):
         planes, in_planes = (64, 128, 256, 512), 64
         current_stride, dilation = 4, 1
         for stage, (width, depth) in enumerate(zip(planes, layers, strict=True), start=1):
-            stride, first_dilation = (1 if stage == 1 else 2), dilation
-            if stride == 2 and current_stride >= output_stride:
-                stride, dilation = 1, dilation * 2
+            first_dilation = dilation
+            stride, dilation = stage_stride(1 if stage == 1 else 2, current_stride, output_stride,
+                                            dilation)
             current_stride *= stride
             blocks = []
             for i in range(depth):
@@ -148,7 +151,7 @@ class ResNet(nn.Module):
         return self.layer4(self.forward_trunk(images))  # [B, C, H/s, W/s]
 
 
-@BACKBONES.register("resnet18", native_stride=32, output_strides=OUTPUT_STRIDES, input_size=224,
+@BACKBONES.register("resnet18", native_stride=32, output_strides=DILATED_STRIDES, input_size=224,
                     min_input_size=64, num_features=512,
                     imagenet=(OnlineWeights("torchvision", "ResNet18_Weights"),))
 def resnet18(*, in_chans: int = 3, output_stride: int = 32) -> ResNet:
@@ -156,7 +159,7 @@ def resnet18(*, in_chans: int = 3, output_stride: int = 32) -> ResNet:
     return ResNet(BasicBlock, (2, 2, 2, 2), in_chans=in_chans, output_stride=output_stride)
 
 
-@BACKBONES.register("resnet50", native_stride=32, output_strides=OUTPUT_STRIDES, input_size=224,
+@BACKBONES.register("resnet50", native_stride=32, output_strides=DILATED_STRIDES, input_size=224,
                     min_input_size=64, num_features=2048,
                     imagenet=(OnlineWeights("torchvision", "ResNet50_Weights"),))
 def resnet50(*, in_chans: int = 3, output_stride: int = 32) -> ResNet:
