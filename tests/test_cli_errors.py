@@ -186,7 +186,7 @@ def test_output_paths_under_a_file(tmp_path: Path, capsys, tiny_checkpoint: Path
     (["--threads", "0"], "argument --threads: expected a whole number above 0, got '0'"),
     (["--tau", "-1"], r"error: tau must be a number in \[0, 10\] \(1 = the exact prior correction"),
     (["--tau", "1e308", "--prior", "uniform"], r"error: tau must be a number in \[0, 10\]"),
-    (["--prior", "inf,1,1,1,1,1,1"], "error: prior 'inf,1,1,1,1,1,1' is not valid: use 'train', "
+    (["--prior", "inf,1,1,1,1,1,1"], "error: prior 'inf,1,1,1,1,1,1' is not valid: use 'default', 'train', "
      "'uniform' or finite positive"),
     (["--device", "gpu"], "error: --device: 'gpu' is not a device; use auto, cpu, cuda, cuda:N"),
 ])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -246,7 +247,7 @@ def test_cli_exit_status(tiny_checkpoint: Path, photos: Path, capsys) -> None:
     assert code == 1 and "error: no image could be read (2 unreadable input(s))" in err
     code, _, err = run_cli(["predict", "-c", str(tiny_checkpoint), str(photos / "x.png"), "--prior", "a,b"],
                            capsys)
-    assert code == 2 and "prior 'a,b' is not valid: use 'train', 'uniform' or" in err
+    assert code == 2 and "prior 'a,b' is not valid: use 'default', 'train', 'uniform' or" in err
 
 
 @pytest.mark.filterwarnings("ignore:.*synthetic dataset")
@@ -297,3 +298,32 @@ def test_attention_maps_refused_for_a_method_without_head_cams(tmp_path) -> None
     assert len(predictor.predict([crop])) == 1
     with pytest.raises(ValueError, match="method 'rul' does not classify with the linear head"):
         predictor.cams([crop])
+
+
+def test_default_prior_is_the_checkpoint_recommendation(tiny_checkpoint: Path, tmp_path: Path,
+                                                        capsys) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from ship_model import ship
+
+    shipped = ship(tiny_checkpoint, tmp_path / "shipped.safetensors",
+                   {"prior": "uniform", "tau": 0.35, "how": "test"})
+    plain = ship(tiny_checkpoint, tmp_path / "plain.safetensors")
+    with pytest.warns(UserWarning, match="synthetic"):
+        model = Predictor.from_checkpoint(shipped, device="cpu")
+    images = crops(3)
+    assert model.resolve_prior() == ("uniform", 0.35)
+    torch.testing.assert_close(model.logits(images), model.logits(images, "uniform", 0.35))
+    torch.testing.assert_close(model.logits(images, tau=1.0), model.logits(images, "uniform", 1.0))
+    assert not torch.equal(model.logits(images), model.logits(images, "train"))
+    with pytest.warns(UserWarning, match="synthetic"):
+        assert Predictor.from_checkpoint(plain, device="cpu").resolve_prior() == ("train", 1.0)
+    # the CLI's default is the recommendation too; --prior train is the model as trained
+    image = tmp_path / "face.png"
+    Image.fromarray(images[0]).save(image)
+    outputs = []
+    for extra in ([], ["--prior", "uniform", "--tau", "0.35"], ["--prior", "train"]):
+        with pytest.warns(UserWarning, match="synthetic"):
+            assert cli_main(["predict", "-c", str(shipped), "--no-detect", "--json", str(image),
+                             *extra]) == 0
+        outputs.append(json.loads(capsys.readouterr().out.splitlines()[0])["probabilities"])
+    assert outputs[0] == outputs[1] and outputs[0] != outputs[2]

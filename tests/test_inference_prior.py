@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ferkit.inference.prior import adjust_logits, parse_prior, target_prior
+from ferkit.inference.prior import adjust_logits, parse_prior, resolve_prior, target_prior
 
 
 def test_train_prior_changes_nothing() -> None:
@@ -38,7 +38,7 @@ def test_explicit_values_and_tau() -> None:
 
 
 def test_errors() -> None:
-    with pytest.raises(ValueError, match="prior 'flat' unknown; use 'train', 'uniform' or 3"):
+    with pytest.raises(ValueError, match="prior 'flat' unknown; use 'default', 'train', 'uniform' or 3"):
         adjust_logits(torch.zeros(1, 3), [1, 2, 3], "flat")
     with pytest.raises(ValueError, match=r"prior needs 3 finite positive values \(one per class\), "
                                          r"got \[1.0"):
@@ -49,16 +49,17 @@ def test_errors() -> None:
         adjust_logits(torch.zeros(1, 2), [0, 2], "uniform")
     assert parse_prior("uniform") == "uniform"
     assert parse_prior("1,2.5") == [1.0, 2.5]
-    assert parse_prior(None) == "train" and parse_prior(" 1,2 ", 2) == [1.0, 2.0]
-    with pytest.raises(ValueError, match=r"^prior 'x,y' is not valid: use 'train', 'uniform' or "
+    assert parse_prior(None) == "default" and parse_prior("train") == "train"
+    assert parse_prior(" 1,2 ", 2) == [1.0, 2.0]
+    with pytest.raises(ValueError, match=r"^prior 'x,y' is not valid: use 'default', 'train', 'uniform' or "
                                          r"finite positive comma-separated class frequencies$"):
         parse_prior("x,y")
-    with pytest.raises(ValueError, match=r"^prior '1,2' is not valid: use 'train', 'uniform' or "
+    with pytest.raises(ValueError, match=r"^prior '1,2' is not valid: use 'default', 'train', 'uniform' or "
                                          r"3 finite positive"):
         parse_prior("1,2", 3)
     with pytest.raises(ValueError, match=r"^prior '1,-2' is not valid"):
         parse_prior("1,-2")
-    with pytest.raises(ValueError, match=r"^prior 'inf,1' is not valid: use 'train', 'uniform' or "
+    with pytest.raises(ValueError, match=r"^prior 'inf,1' is not valid: use 'default', 'train', 'uniform' or "
                                          r"2 finite positive"):
         parse_prior("inf,1", 2)
 
@@ -87,3 +88,15 @@ def test_extreme_finite_priors_stay_finite_and_exact() -> None:
                      - math.log(1e308) + math.log(3))
     torch.testing.assert_close(out[0], expected.float().double())
     assert torch.isfinite(out.softmax(1)).all()
+
+
+def test_resolve_prior_default_is_the_checkpoint_recommendation() -> None:
+    recommended = {"prior": "uniform", "tau": 0.35, "how": "chosen on half A"}
+    assert resolve_prior("default", None, recommended) == ("uniform", 0.35)
+    assert resolve_prior("default", 0.8, recommended) == ("uniform", 0.8)  # an explicit tau wins
+    assert resolve_prior("default", None, None) == ("train", 1.0)  # nothing recommended: as trained
+    assert resolve_prior("uniform", None, recommended) == ("uniform", 1.0)  # another prior: tau 1
+    assert resolve_prior([1, 2], 0.5, recommended) == ([1, 2], 0.5)
+    assert resolve_prior("default", None, {"prior": [1, 3], "tau": 1}) == ([1.0, 3.0], 1.0)
+    with pytest.raises(ValueError, match=r"tau must be a number in \[0, 10\]"):
+        resolve_prior("default", -1.0, recommended)

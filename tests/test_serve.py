@@ -151,7 +151,7 @@ def test_favicon(client: TestClient) -> None:
 def test_bad_prior_and_bad_form(client: TestClient, astronaut: bytes) -> None:
     response = client.post("/api/predict?prior=1,2", content=astronaut)
     assert response.status_code == 400
-    assert response.json()["error"] == ("prior '1,2' is not valid: use 'train', 'uniform' or 7 "
+    assert response.json()["error"] == ("prior '1,2' is not valid: use 'default', 'train', 'uniform' or 7 "
                                         "finite positive comma-separated class frequencies")
     response = client.post("/api/predict?prior=inf,1,1,1,1,1,1", content=astronaut)
     assert response.status_code == 400 and "7 finite positive" in response.json()["error"]

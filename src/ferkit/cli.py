@@ -125,7 +125,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from ferkit.inference import Predictor
     from ferkit.inference.files import write_results
-    from ferkit.inference.prior import check_tau, log_target_prior, parse_prior
+    from ferkit.inference.prior import check_tau, parse_prior
     from ferkit.inference.video_files import predict_media, predict_webcam, video_options
 
     images, checkpoint = list(args.images), args.checkpoint
@@ -137,12 +137,13 @@ def _predict(args: argparse.Namespace) -> int:
     if images and args.webcam is not None:
         raise ValueError(f"--webcam reads a camera instead of files; leave out {images[0]} "
                          "(or --webcam)")
-    prior, tau, video = parse_prior(args.prior), check_tau(args.tau), video_options(args)
+    prior, video = parse_prior(args.prior), video_options(args)
+    tau = None if args.tau is None else check_tau(args.tau)
     options = {"device": args.device, "backend": _backend(args.backend, checkpoint),
                "threads": args.threads, **_detector_options(args)}
     predictor = (Predictor.from_checkpoint(checkpoint, **options) if checkpoint
                  else Predictor.from_pretrained(**options))
-    log_target_prior(prior, predictor.class_counts)  # a bad prior stops before any image
+    prior, tau = predictor.resolve_prior(prior, tau)  # a bad prior stops before any image
     predictor.batch_size = args.batch_size
     common = {"detect": not args.no_detect, "prior": prior, "tau": tau,
               "annotate_dir": args.annotate}
@@ -343,10 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="same as --format jsonl")
     p.add_argument("--no-detect", action="store_true",
                    help="inputs are already face crops: classify each whole image")
-    p.add_argument("--prior", default="train", metavar="train|uniform|v1,v2,...",
+    p.add_argument("--prior", default="default", metavar="default|train|uniform|v1,v2,...",
                    help="class prior to assume at deployment (post-hoc logit adjustment; "
-                   "default train = the model as trained)")
-    p.add_argument("--tau", type=float, default=1.0, help="strength of the prior adjustment")
+                   "default: the one the model recommends, else train = the model as trained)")
+    p.add_argument("--tau", type=float, default=None, help="strength of the prior adjustment "
+                   "(default: the model's recommended one for --prior default, else 1)")
     p.add_argument("--annotate", metavar="DIR", help="write a copy of each photo (and an MP4 of each "
                    "video) with boxes and labels")
     p.add_argument("--cam-dir", help="also save attention maps of every face here")

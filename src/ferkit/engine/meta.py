@@ -45,6 +45,9 @@ class ModelMeta:
         dataset: the training dataset's name; ``val_source`` where validation came from.
         config: the resolved run config as a dict.
         align_template: five (x, y) landmark positions of the training crops, if not the default.
+        deploy_prior: the deployment prior the model recommends, ``{"prior": "uniform" | "train" |
+            [K frequencies], "tau": float, "how": str}`` (``ferkit.inference.prior``); None: the
+            model as trained.
         format_version: version of this record's layout.
         extra: every other key the writer stored, unchanged.
     """
@@ -67,6 +70,7 @@ class ModelMeta:
     val_source: str | None = None
     config: dict[str, Any] | None = None
     align_template: list[list[float]] | None = None
+    deploy_prior: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -130,6 +134,10 @@ def _value_problems(known: dict[str, Any]) -> list[str]:
             _is_number(c, 1e-12, math.inf) for c in known["class_counts"]):
         problems.append(f"class_counts {list(known['class_counts'])} are not {count} positive "
                         "counts")
+    deploy = known.get("deploy_prior")
+    if deploy is not None and not (isinstance(deploy, dict) and "prior" in deploy
+                                   and _is_number(deploy.get("tau"), 0, 10)):
+        problems.append(f"deploy_prior {deploy!r} is not {{'prior': ..., 'tau': number in [0, 10]}}")
     size = known["image_size"]
     if not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= 4096):
         problems.append(f"image_size {size!r} is not a whole number of pixels in [1, 4096]")

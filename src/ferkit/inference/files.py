@@ -20,7 +20,7 @@ from ferkit.inference.images import (
     read_image,
 )
 from ferkit.inference.predictor import Predictor
-from ferkit.inference.prior import Prior
+from ferkit.inference.prior import DEFAULT, Prior
 from ferkit.inference.results import ImageResult
 from ferkit.output_paths import check_output_folder
 
@@ -56,8 +56,8 @@ def _read_error(path: Path, err: ImageReadError) -> str:
 
 
 def predict_files(
-    predictor: Predictor, inputs: Sequence[str], detect: bool = True, prior: Prior = "train",
-    tau: float = 1.0, batch_size: int = 8, annotate_dir: str | Path | None = None,
+    predictor: Predictor, inputs: Sequence[str], detect: bool = True, prior: Prior = DEFAULT,
+    tau: float | None = None, batch_size: int = 8, annotate_dir: str | Path | None = None,
     cam_dir: str | Path | None = None, cam_mirror: bool = False, recursive: bool = False,
     skipped: list[Path] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Iterator[ImageResult]:

@@ -39,7 +39,7 @@ from ferkit.inference.faces import (
 from ferkit.inference.images import downscale_for_detection
 from ferkit.inference.onnx_backend import OnnxNet
 from ferkit.inference.preprocess import ImageInput, as_rgb, face_batch, normalise
-from ferkit.inference.prior import Prior, adjust_logits
+from ferkit.inference.prior import DEFAULT, Prior, adjust_logits, log_target_prior, resolve_prior
 from ferkit.inference.results import FaceResult, Prediction, small_face_note
 from ferkit.inference.torch_backend import TorchNet
 from ferkit.inference.video import FrameResult, VideoOptions, VideoSource, predict_frames
@@ -230,7 +230,7 @@ class Predictor:
                              "would show nothing; leave out --cam-dir for this checkpoint")
         return self.net.cams(batch)
 
-    def logits(self, images: Sequence[ImageInput], prior: Prior = "train", tau: float = 1.0
+    def logits(self, images: Sequence[ImageInput], prior: Prior = DEFAULT, tau: float | None = None
                ) -> torch.Tensor:
         """Class scores ``[B, K]`` of face crops, in batches of ``batch_size``."""
         parts = []
@@ -238,7 +238,19 @@ class Predictor:
             uint8 = self.to_batch(images[start:start + self.batch_size])
             parts.append(self.logits_from_batch(self.normalise(uint8)))
         logits = torch.cat(parts) if parts else torch.zeros(0, len(self.class_names))
-        return adjust_logits(logits, self.class_counts, prior, tau)
+        return adjust_logits(logits, self.class_counts, *self.resolve_prior(prior, tau))
+
+    def resolve_prior(self, prior: Prior = DEFAULT, tau: float | None = None) -> tuple[Prior, float]:
+        """The (prior, tau) this predictor applies for the given ones: ``"default"`` is the
+        checkpoint's recommendation (metadata ``deploy_prior``) or ``"train"``; ``tau=None`` its
+        strength (1 for an explicit prior).
+
+        Raises:
+            ValueError: a tau out of range, an unknown prior or wrong class frequencies.
+        """
+        chosen, strength = resolve_prior(prior, tau, self.record.deploy_prior)
+        log_target_prior(chosen, self.class_counts)  # checks the prior against the classes
+        return chosen, strength
 
     def describe(self, probs: torch.Tensor) -> list[Prediction]:
         """``[B, K]`` probabilities -> a :class:`Prediction` (label, confidence, all
@@ -247,23 +259,26 @@ class Predictor:
                            {n: float(v) for n, v in zip(self.class_names, p)}) for p in probs]
 
     @overload
-    def predict(self, images: SingleImage, prior: Prior = "train", tau: float = 1.0) -> Prediction: ...
+    def predict(self, images: SingleImage, prior: Prior = DEFAULT, tau: float | None = None
+                ) -> Prediction: ...
 
     @overload
-    def predict(self, images: Sequence[ImageInput], prior: Prior = "train", tau: float = 1.0
+    def predict(self, images: Sequence[ImageInput], prior: Prior = DEFAULT, tau: float | None = None
                 ) -> list[Prediction]: ...
 
-    def predict(self, images: ImageInput | Sequence[ImageInput], prior: Prior = "train",
-                tau: float = 1.0) -> Prediction | list[Prediction]:
+    def predict(self, images: ImageInput | Sequence[ImageInput], prior: Prior = DEFAULT,
+                tau: float | None = None) -> Prediction | list[Prediction]:
         """The expression of face crops (each whole image is one face; no detection).
 
         Args:
             images: one image or a sequence of them; an image is a file path, a Pillow image or a
                 uint8 array ``[H, W]`` / ``[H, W, 3]`` (a ``[B, H, W, 3]`` array is a batch).
-            prior: the class prior to assume at deployment: ``"train"`` (the model as trained),
-                ``"uniform"`` (every expression equally likely) or K class frequencies
-                (post-hoc logit adjustment, see docs/prior.md).
-            tau: strength of the prior adjustment (0: none, 1: the full adjustment).
+            prior: the class prior to assume at deployment: ``"default"`` (what the checkpoint
+                recommends, else as trained), ``"train"`` (the model as trained), ``"uniform"``
+                (every expression equally likely) or K class frequencies (post-hoc logit
+                adjustment, see docs/prior.md).
+            tau: strength of the prior adjustment (0: none, 1: the full adjustment; None: the
+                recommended strength for ``"default"``, else 1).
 
         Returns:
             One :class:`Prediction` for a single image, a list for a sequence.
@@ -292,13 +307,13 @@ class Predictor:
         found = self.find_faces(rgb)
         return found, [align_face(rgb, f.landmarks, self.template, self.image_size) for f in found]
 
-    def predict_photos(self, images: Sequence[ImageInput], detect: bool = True, prior: Prior = "train",
-                       tau: float = 1.0) -> list[list[FaceResult]]:
+    def predict_photos(self, images: Sequence[ImageInput], detect: bool = True, prior: Prior = DEFAULT,
+                       tau: float | None = None) -> list[list[FaceResult]]:
         """:meth:`predict_photo` for several images, classifying all their faces in batches."""
         return self.classify_faces([self.face_crops(image, detect) for image in images], prior, tau)
 
     def classify_faces(self, per_image: Sequence[tuple[list[Face], list[np.ndarray]]],
-                       prior: Prior = "train", tau: float = 1.0) -> list[list[FaceResult]]:
+                       prior: Prior = DEFAULT, tau: float | None = None) -> list[list[FaceResult]]:
         """Results of :meth:`face_crops` for several images -> one list of faces per image."""
         crops = [crop for _, image_crops in per_image for crop in image_crops]
         answers = iter(self.predict(crops, prior, tau)) if crops else iter(())
@@ -316,16 +331,16 @@ class Predictor:
             results.append(faces)
         return results
 
-    def predict_photo(self, image: ImageInput, detect: bool = True, prior: Prior = "train",
-                      tau: float = 1.0) -> list[FaceResult]:
+    def predict_photo(self, image: ImageInput, detect: bool = True, prior: Prior = DEFAULT,
+                      tau: float | None = None) -> list[FaceResult]:
         """Every face in a photo: detected (MTCNN), aligned to the training crops' geometry and
         classified.
 
         Args:
             image: a file path, a Pillow image or a uint8 array ``[H, W]`` / ``[H, W, 3]`` (RGB).
             detect: False treats the whole image as one face crop (box = the image, no landmarks).
-            prior: the class prior to assume at deployment (``"train"``, ``"uniform"`` or K class
-                frequencies; see :meth:`predict`).
+            prior: the class prior to assume at deployment (``"default"``, ``"train"``,
+                ``"uniform"`` or K class frequencies; see :meth:`predict`).
             tau: strength of the prior adjustment.
 
         Returns:
@@ -338,7 +353,7 @@ class Predictor:
     def predict_video(
         self, path: str | Path, every: int = 1, fps: float | None = None, start: float = 0.0,
         end: float | None = None, track: bool = True, smoothing: str | None = None,
-        max_gap: float = 1.0, detect: bool = True, prior: Prior = "train", tau: float = 1.0,
+        max_gap: float = 1.0, detect: bool = True, prior: Prior = DEFAULT, tau: float | None = None,
         batch_size: int = 8,
     ) -> Iterator[FrameResult]:
         """Faces per processed frame of a video file, decoded and classified as a stream (needs

@@ -9,17 +9,23 @@ A classifier trained on an imbalanced set learns ``p(y | x)`` under the training
 ``tau = 1`` is the exact correction for a calibrated model; other values trade the two.
 ``prior="train"`` changes nothing; ``"uniform"`` targets equal class frequencies (what mean class
 accuracy rewards); a sequence gives explicit target frequencies (normalised to sum to 1).
+``"default"`` (what the predictor uses unless told otherwise) is the prior and strength the
+checkpoint recommends in its metadata (``deploy_prior``, chosen on validation data by
+``benchmarks/prior_table.py``), and ``"train"`` for a checkpoint that recommends none.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
 Prior = str | Sequence[float]
 MAX_TAU = 10.0  # tau in [0, MAX_TAU]: 1 is the exact correction; far above it means nothing
+DEFAULT = "default"  # the checkpoint's recommended prior (metadata ``deploy_prior``)
+NAMES = (DEFAULT, "train", "uniform")
 
 
 def check_tau(tau: float) -> float:
@@ -32,6 +38,24 @@ def check_tau(tau: float) -> float:
         raise ValueError(f"tau must be a number in [0, {MAX_TAU:g}] (1 = the exact prior "
                          f"correction, 0 = none), got {tau}")
     return float(tau)
+
+
+def resolve_prior(prior: Prior, tau: float | None, recommended: Mapping[str, Any] | None
+                  ) -> tuple[Prior, float]:
+    """The (prior, tau) to apply: ``"default"`` becomes the checkpoint's recommendation
+    (``recommended``, its metadata's ``deploy_prior``) or ``"train"``; ``tau=None`` becomes the
+    recommendation's strength for the default and 1 for any other prior.
+
+    Raises:
+        ValueError: a tau out of range.
+    """
+    if isinstance(prior, str) and prior == DEFAULT:
+        if recommended is None:
+            return "train", check_tau(1.0 if tau is None else tau)
+        chosen = recommended["prior"]
+        chosen = chosen if isinstance(chosen, str) else [float(v) for v in chosen]
+        return chosen, check_tau(float(recommended["tau"]) if tau is None else tau)
+    return prior, check_tau(1.0 if tau is None else tau)
 
 
 def log_target_prior(prior: Prior, train_counts: Sequence[float]) -> torch.Tensor:
@@ -51,8 +75,8 @@ def log_target_prior(prior: Prior, train_counts: Sequence[float]) -> torch.Tenso
         elif prior == "uniform":
             values = torch.ones_like(counts)
         else:
-            raise ValueError(f"prior '{prior}' unknown; use 'train', 'uniform' or {len(counts)} "
-                             "comma-separated class frequencies (e.g. 1,1,2,...)")
+            raise ValueError(f"prior '{prior}' unknown; use 'default', 'train', 'uniform' or "
+                             f"{len(counts)} comma-separated class frequencies (e.g. 1,1,2,...)")
     else:
         values = torch.as_tensor(list(prior), dtype=torch.float64)
         if values.shape != counts.shape or not (torch.isfinite(values) & (values > 0)).all():
@@ -92,15 +116,15 @@ def adjust_logits(
 
 
 def parse_prior(text: str | None, num_classes: int | None = None) -> Prior:
-    """The written form (``ferkit predict --prior``, the web app's prior field): "train" (also
-    for nothing), "uniform" or comma-separated positive class frequencies, ``num_classes`` of
-    them when that is given.
+    """The written form (``ferkit predict --prior``, the web app's prior field): "default" (also
+    for nothing: the checkpoint's recommendation), "train", "uniform" or comma-separated positive
+    class frequencies, ``num_classes`` of them when that is given.
 
     Raises:
         ValueError: anything else, in one line saying what is allowed.
     """
-    text = (text or "train").strip()
-    if text in ("train", "uniform"):
+    text = (text or DEFAULT).strip()
+    if text in NAMES:
         return text
     try:
         values = [float(v) for v in text.split(",")]
@@ -109,6 +133,6 @@ def parse_prior(text: str | None, num_classes: int | None = None) -> Prior:
     if (not values or len(values) != (num_classes or len(values))
             or not all(math.isfinite(v) and v > 0 for v in values)):
         count = f"{num_classes} " if num_classes else ""
-        raise ValueError(f"prior '{text}' is not valid: use 'train', 'uniform' or {count}finite "
-                         "positive comma-separated class frequencies")
+        raise ValueError(f"prior '{text}' is not valid: use 'default', 'train', 'uniform' or "
+                         f"{count}finite positive comma-separated class frequencies")
     return values

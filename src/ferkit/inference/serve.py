@@ -7,7 +7,8 @@ A Starlette app (optional extra ``[serve]``: starlette, uvicorn, python-multipar
   of its class probabilities, its attention overlay, and the deployment prior as a control.
 - ``POST /api/predict``: the same prediction as JSON. The body is the image itself
   (``Content-Type: image/...``) or a multipart form with the file in field ``image``; the prior is
-  the query or form field ``prior`` (``train``, ``uniform`` or K comma-separated frequencies), and
+  the query or form field ``prior`` (``default``: what the model recommends, ``train``, ``uniform``
+  or K comma-separated frequencies; the answer names the prior and strength applied), and
   ``detect=0`` classifies the whole image as one face crop.
   With ``live=SESSION`` (1-64 letters, digits, ``-`` or ``_``; the page's live webcam mode) the
   image is one frame of a stream: no attention overlays (they cost more than the prediction), and
@@ -49,6 +50,7 @@ from ferkit.cam import normalized_cams
 from ferkit.inference.faces import DEFAULT_MIN_FACE, DEFAULT_THRESHOLDS
 from ferkit.inference.images import ImageReadError, check_pixels
 from ferkit.inference.predictor import Predictor
+from ferkit.inference.prior import NAMES as PRIOR_NAMES
 from ferkit.inference.prior import parse_prior
 from ferkit.inference.tracking import LiveTracks
 from ferkit.limits import SERVE_BODY_TIMEOUT_S as BODY_TIMEOUT_S
@@ -122,10 +124,11 @@ class FacePage:
 
     def info(self) -> dict[str, Any]:
         meta = self.predictor.meta
+        default_prior, default_tau = self.predictor.resolve_prior()
         return {"class_names": list(self.predictor.class_names), "backend": self.predictor.backend,
                 "model": f"{meta.get('backbone')} / {meta.get('method')} on {meta.get('dataset')}",
                 "max_upload_bytes": self.max_upload_bytes, "max_pixels": self.max_pixels,
-                "priors": ["train", "uniform"]}
+                "priors": list(PRIOR_NAMES), "default_prior": {"prior": default_prior, "tau": default_tau}}
 
     def predict(self, data: bytes, prior_text: str | None, detect: bool, live: str | None = None
                 ) -> dict[str, Any]:
@@ -136,14 +139,15 @@ class FacePage:
             raise BadUpload(400, f"live session '{live[:80]}' is not valid: use 1 to 64 letters, "
                             "digits, '-' or '_'")
         try:  # parse_prior checks finite positive values: one rule for the CLI and the page
-            prior = parse_prior(prior_text, len(self.predictor.class_names))
+            prior, tau = self.predictor.resolve_prior(
+                parse_prior(prior_text, len(self.predictor.class_names)))
         except ValueError as err:
             raise BadUpload(400, str(err)) from None
         with self.decode_slots:  # decoded photos alive at once: at most DECODE_SLOTS
             image = decode_upload(data, self.max_pixels)
             with self.lock:
                 found, crops = self.predictor.face_crops(image, detect)
-                faces = self.predictor.classify_faces([(found, crops)], prior)[0]
+                faces = self.predictor.classify_faces([(found, crops)], prior, tau)[0]
                 if live is not None:
                     self.live.assign(live, faces)
                 overlays = (self.overlays(crops, [face.label for face in faces])
@@ -152,7 +156,7 @@ class FacePage:
         # attention None: the model's maps would show nothing (or a live frame: not drawn)
         answers = [{**face.to_dict(), "attention": overlay} for face, overlay in zip(faces, overlays)]
         return {"width": int(image.shape[1]), "height": int(image.shape[0]), "faces": answers,
-                "prior": prior, "backend": self.predictor.backend,
+                "prior": prior, "tau": tau, "backend": self.predictor.backend,
                 "elapsed_ms": round(1000 * (time.perf_counter() - start), 1)}
 
     def overlays(self, crops: list[np.ndarray], labels: list[str]) -> list[str]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ferkit.inference.prior import Prior
+from ferkit.inference.prior import DEFAULT, Prior
 from ferkit.inference.tracking import Smoothing, Tracker, TrackSmoother
 
 if TYPE_CHECKING:
@@ -237,7 +237,7 @@ class FrameResult:
 
 
 def predict_frames(predictor: Predictor, frames: Iterable[Frame], options: VideoOptions | None = None,
-                   detect: bool = True, prior: Prior = "train", tau: float = 1.0,
+                   detect: bool = True, prior: Prior = DEFAULT, tau: float | None = None,
                    batch_size: int = 8) -> Iterator[FrameResult]:
     """Detect, classify, track (and smooth) the faces of ``frames``, ``batch_size`` at a time.
 

@@ -26,7 +26,7 @@ from ferkit.inference.images import (
     expand_inputs,
 )
 from ferkit.inference.predictor import Predictor
-from ferkit.inference.prior import Prior
+from ferkit.inference.prior import DEFAULT, Prior
 from ferkit.inference.tracking import TrackLog
 from ferkit.inference.video import (
     VIDEO_SUFFIXES,
@@ -43,7 +43,7 @@ from ferkit.limits import DEFAULT_MAX_PIXELS
 
 def predict_media(
     predictor: Predictor, inputs: Sequence[str], video: VideoOptions | None = None,
-    detect: bool = True, prior: Prior = "train", tau: float = 1.0, batch_size: int = 8,
+    detect: bool = True, prior: Prior = DEFAULT, tau: float | None = None, batch_size: int = 8,
     annotate_dir: str | Path | None = None, cam_dir: str | Path | None = None,
     cam_mirror: bool = False, summary_file: TextIO | None = None, recursive: bool = False,
     skipped: list[Path] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -77,7 +77,7 @@ def predict_media(
 
 def predict_webcam(
     predictor: Predictor, index: int, video: VideoOptions | None = None, detect: bool = True,
-    prior: Prior = "train", tau: float = 1.0, batch_size: int = 1,
+    prior: Prior = DEFAULT, tau: float | None = None, batch_size: int = 1,
     annotate_dir: str | Path | None = None, summary_file: TextIO | None = None,
 ) -> Iterator[ImageResult]:
     """Like :func:`predict_media` for camera ``index`` until Ctrl+C, which ends the stream
@@ -100,7 +100,7 @@ def _output_rate(source: VideoSource) -> float | None:
 
 def stream_results(
     predictor: Predictor, source: VideoSource, path: Path, options: VideoOptions, detect: bool,
-    prior: Prior, tau: float, batch_size: int, writer: VideoWriter | None,
+    prior: Prior, tau: float | None, batch_size: int, writer: VideoWriter | None,
     summary_file: TextIO | None,
 ) -> Iterator[ImageResult]:
     """The results of one video source (see :func:`predict_media`), with a progress bar on an
