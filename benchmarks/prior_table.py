@@ -30,16 +30,16 @@ TAU_GRID = tuple(i / 20 for i in range(31))  # 0, 0.05, ..., 1.5: the strengths 
 SPLIT_SEED = 0
 
 
-def logits_on_valid(predictor: Predictor, root: str, limit: int | None, flip: bool = False
+def logits_on_valid(predictor: Predictor, root: str, limit: int | None
                     ) -> tuple[torch.Tensor, list[int]]:
-    """Logits ``[N, K]`` of the FER2013Valid crops (classified directly) and their labels; with
-    ``flip`` the logits of the mirrored crops instead."""
+    """Logits ``[N, K]`` of the FER2013Valid crops (classified directly, with the predictor's
+    flip setting, no prior adjustment) and their labels."""
     data = valid_set(root, num_classes=len(predictor.class_names))
     count = len(data) if limit is None else min(limit, len(data))
     parts = []
     for start in range(0, count, 256):
         crops = [data.load_image(i) for i in range(start, min(start + 256, count))]
-        parts.append(predictor.logits([c[:, ::-1] for c in crops] if flip else crops))
+        parts.append(predictor.logits(crops, prior="train"))
     return torch.cat(parts), data.labels[:count].tolist()
 
 
@@ -191,12 +191,13 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     commit = provenance().get("git_commit", "?")
-    predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
+    predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu", flip=False)
     start = time.perf_counter()
     logits, targets = logits_on_valid(predictor, args.root, args.limit)
     candidates = {"plain": logits}
-    if args.flip:
-        candidates["flip"] = (logits + logits_on_valid(predictor, args.root, args.limit, flip=True)[0]) / 2
+    if args.flip:  # the predictor's own test-time flip: the mean of the face's and its mirror's
+        predictor.flip = True
+        candidates["flip"] = logits_on_valid(predictor, args.root, args.limit)[0]
     result = rows(predictor, logits, targets)
     chosen = selection(candidates, targets, predictor.class_counts, args.max_drop)
     command = "OMP_NUM_THREADS=1 python benchmarks/prior_table.py " + " ".join(sys.argv[1:])

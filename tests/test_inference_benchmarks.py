@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 from tests.conftest import SHARED_DATA
 
 from ferkit.inference.faces import DetectorWeightsError
@@ -54,3 +55,25 @@ def test_prior_table_rows(predictor: Predictor) -> None:
     assert [(p, t) for p, t, _ in rows] == list(prior_table.SETTINGS)
     text = prior_table.document(rows, "cmd", {**predictor.meta, "epoch": 1}, 1.0, "abc")
     assert "| train | - |" in text and "| uniform | 0.5 |" in text
+
+
+def test_prior_choice_on_one_half_reported_on_the_other() -> None:
+    import prior_table
+
+    targets = [0] * 8 + [1] * 4 + [2] * 2
+    first, second = prior_table.halves(targets)
+    assert sorted(first + second) == list(range(14)) and not set(first) & set(second)
+    assert [sum(targets[i] == k for i in first) for k in range(3)] == [4, 2, 1]  # stratified
+    # class 2 is under-predicted: its logit is 1 below the winning class, so only tau * log(8/2)
+    # = tau * 1.386 > 1, i.e. tau >= 0.75 on the grid, recovers it (tau >= 1.45 breaks class 0)
+    logits = torch.zeros(14, 3)
+    logits[:8, 0] = 2.0
+    logits[8:12, 1] = 2.0
+    logits[12:, 0], logits[12:, 2] = 1.0, 0.0
+    counts = [8, 4, 2]
+    name, tau, result = prior_table.choose({"plain": logits}, targets, counts, first, max_drop=0.5)
+    assert (name, tau) == ("plain", 0.75) and result["mean_class_accuracy"] == 1.0
+    # with no overall accuracy to give, the rule keeps tau at 0 when nothing is gained
+    name, tau, _ = prior_table.choose({"plain": logits[:12, :2]}, targets[:12], [8, 4],
+                                      list(range(12)), max_drop=0.0)
+    assert (name, tau) == ("plain", 0.0)

@@ -306,24 +306,36 @@ def test_default_prior_is_the_checkpoint_recommendation(tiny_checkpoint: Path, t
     from ship_model import ship
 
     shipped = ship(tiny_checkpoint, tmp_path / "shipped.safetensors",
-                   {"prior": "uniform", "tau": 0.35, "how": "test"})
+                   {"prior": "uniform", "tau": 0.35, "how": "test"}, flip=True)
     plain = ship(tiny_checkpoint, tmp_path / "plain.safetensors")
     with pytest.warns(UserWarning, match="synthetic"):
         model = Predictor.from_checkpoint(shipped, device="cpu")
     images = crops(3)
-    assert model.resolve_prior() == ("uniform", 0.35)
+    assert model.resolve_prior() == ("uniform", 0.35) and model.flip
     torch.testing.assert_close(model.logits(images), model.logits(images, "uniform", 0.35))
     torch.testing.assert_close(model.logits(images, tau=1.0), model.logits(images, "uniform", 1.0))
     assert not torch.equal(model.logits(images), model.logits(images, "train"))
     with pytest.warns(UserWarning, match="synthetic"):
-        assert Predictor.from_checkpoint(plain, device="cpu").resolve_prior() == ("train", 1.0)
+        unflipped = Predictor.from_checkpoint(plain, device="cpu")
+    assert unflipped.resolve_prior() == ("train", 1.0) and not unflipped.flip
+    # the recommended flip: the mean of the face's and its mirror image's logits
+    mirrored = [image[:, ::-1] for image in images]
+    expected = (unflipped.logits(images, "train") + unflipped.logits(mirrored, "train")) / 2
+    torch.testing.assert_close(model.logits(images, "train"), expected, atol=2e-2, rtol=0)
+    pytest.importorskip("onnxruntime")
+    from ferkit.inference.export import export_onnx
+
+    onnx_model = Predictor.from_onnx(export_onnx(shipped, tmp_path / "m.onnx").path, threads=1,
+                                     warn_synthetic=False)  # the recommendations travel along
+    assert onnx_model.resolve_prior() == ("uniform", 0.35) and onnx_model.flip
     # the CLI's default is the recommendation too; --prior train is the model as trained
     image = tmp_path / "face.png"
     Image.fromarray(images[0]).save(image)
     outputs = []
-    for extra in ([], ["--prior", "uniform", "--tau", "0.35"], ["--prior", "train"]):
+    for extra in ([], ["--prior", "uniform", "--tau", "0.35"], ["--prior", "train"],
+                  ["--no-flip"]):
         with pytest.warns(UserWarning, match="synthetic"):
             assert cli_main(["predict", "-c", str(shipped), "--no-detect", "--json", str(image),
                              *extra]) == 0
         outputs.append(json.loads(capsys.readouterr().out.splitlines()[0])["probabilities"])
-    assert outputs[0] == outputs[1] and outputs[0] != outputs[2]
+    assert outputs[0] == outputs[1] and outputs[0] != outputs[2] and outputs[0] != outputs[3]

@@ -280,7 +280,8 @@ DEVICE_HELP = "torch device: auto (a GPU when there is one, else the CPU), cpu, 
 
 
 def _add_detector_flags(p: argparse.ArgumentParser) -> None:
-    """The face detector's knobs ``predict`` and ``serve`` share (checked by the Predictor)."""
+    """The face detector's knobs and the test-time flip ``predict`` and ``serve`` share (checked
+    by the Predictor)."""
     p.add_argument("--min-face", type=float, metavar="PIXELS",
                    help="smallest face side the detector looks for (default 20; larger is faster)")
     p.add_argument("--det-threshold", type=float, metavar="P",
@@ -288,12 +289,15 @@ def _add_detector_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector-backend", choices=("auto", "torch", "onnx"),
                    help="where the face detector runs (default auto: onnxruntime when installed "
                    "and the device is the CPU, else torch)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="average each face with its mirror image (default: as the model "
+                   "recommends; doubles the classifier's work)")
 
 
-def _detector_options(args: argparse.Namespace) -> dict[str, float | str]:
-    """The detector flags given (the Predictor's defaults stand for the others)."""
+def _detector_options(args: argparse.Namespace) -> dict[str, float | str | bool]:
+    """The detector and flip flags given (the Predictor's defaults stand for the others)."""
     given = {"min_face": args.min_face, "det_threshold": args.det_threshold,
-             "detector_backend": args.detector_backend}
+             "detector_backend": args.detector_backend, "flip": args.flip}
     return {key: value for key, value in given.items() if value is not None}
 
 

@@ -48,6 +48,8 @@ class ModelMeta:
         deploy_prior: the deployment prior the model recommends, ``{"prior": "uniform" | "train" |
             [K frequencies], "tau": float, "how": str}`` (``ferkit.inference.prior``); None: the
             model as trained.
+        test_time_flip: whether the model recommends averaging each face's logits with its
+            mirror image's (chosen on validation data with ``deploy_prior``).
         format_version: version of this record's layout.
         extra: every other key the writer stored, unchanged.
     """
@@ -71,6 +73,7 @@ class ModelMeta:
     config: dict[str, Any] | None = None
     align_template: list[list[float]] | None = None
     deploy_prior: dict[str, Any] | None = None
+    test_time_flip: bool = False
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -28,8 +28,8 @@ LOGITS, CAMS = "logits", "cams"  # output names; CAMS only where Method.head_cam
 META_KEY = "ferkit"
 # Checkpoint metadata that travels into the ONNX file (what prediction needs, plus provenance).
 PORTABLE_KEYS = ("class_names", "num_classes", "image_size", "channels", "mean", "std",
-                 "class_counts", "align_template", "backbone", "method", "dataset",
-                 "ferkit_version", "git_commit", "torch_version")
+                 "class_counts", "align_template", "deploy_prior", "test_time_flip", "backbone",
+                 "method", "dataset", "ferkit_version", "git_commit", "torch_version")
 INSTALL_HINT = 'pip install "ferkit[onnx]"'
 
 

@@ -83,13 +83,14 @@ class Predictor:
     Detector knobs (also keyword arguments of the ``from_*`` constructors): ``min_face``, the
     smallest face side in pixels it looks for (default 20; larger is faster), ``det_threshold``,
     the face probability a detection needs (default 0.7), and ``detector_backend`` ("auto",
-    "torch" or "onnx").
+    "torch" or "onnx"). ``flip``: average each face's logits with its mirror image's (None: as
+    the checkpoint recommends, metadata ``test_time_flip``; it doubles the classifier's work).
     """
 
     def __init__(self, net: TorchNet | OnnxNet, meta: ModelMeta | dict[str, Any], batch_size: int = 64,
                  detect_max_side: int = 1600, min_face: float = DEFAULT_MIN_FACE,
                  det_threshold: float = DEFAULT_THRESHOLDS[2], detector_backend: str = "auto",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, flip: bool | None = None) -> None:
         check_detector_options(min_face, det_threshold, detector_backend)
         self.net = net
         self.backend: str = net.backend
@@ -103,6 +104,7 @@ class Predictor:
         self.mean: tuple[float, ...] = record.mean
         self.std: tuple[float, ...] = record.std
         self.class_counts: list[int] = list(record.class_counts)
+        self.flip: bool = record.test_time_flip if flip is None else bool(flip)
         self.template = template_from_meta(self.meta)
         self.batch_size = batch_size
         self.detect_max_side = detect_max_side
@@ -142,7 +144,8 @@ class Predictor:
             backend: "torch" or "onnx".
             threads: onnxruntime intra-op threads (classifier with the onnx backend, and the face
                 detector; None = all cores).
-            **detector: ``min_face``, ``det_threshold``, ``detector_backend`` (see the class).
+            **detector: ``min_face``, ``det_threshold``, ``detector_backend``, ``flip`` (see the
+                class).
         """
         if backend not in ("torch", "onnx"):
             raise ValueError(f"unknown backend '{backend}'; use 'torch' or 'onnx'")
@@ -209,8 +212,12 @@ class Predictor:
 
     def logits_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """The one place the classifier runs: normalised float ``[B, 3, S, S]`` -> ``[B, K]``
-        float32 on the CPU, on either backend."""
-        return self.net.logits(batch)
+        float32 on the CPU, on either backend; with :attr:`flip` the mean of the batch's and its
+        mirror images' logits (one call of the network on both)."""
+        if not self.flip:
+            return self.net.logits(batch)
+        both = self.net.logits(torch.cat([batch, batch.flip(-1)]))
+        return (both[:len(batch)] + both[len(batch):]) / 2
 
     @property
     def has_cams(self) -> bool:
