@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from ferkit.cli import main as cli_main
-from ferkit.inference import faces, mtcnn_onnx
+from ferkit.inference import faces, mtcnn_boxes, mtcnn_onnx
 from ferkit.inference.faces import (
     MTCNN,
     WEIGHT_SHA256,
@@ -20,7 +20,7 @@ from ferkit.inference.faces import (
     stage_thresholds,
 )
 from ferkit.inference.mtcnn_onnx import OnnxStages
-from ferkit.inference.mtcnn_pyramid import pack_levels, pyramid_canvas
+from ferkit.inference.mtcnn_pyramid import area_resize, pack_levels, pyramid_canvas
 from ferkit.inference.predictor import Predictor
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image not installed (dev extra)")
@@ -124,6 +124,43 @@ def test_nms_groups_never_suppress_each_other() -> None:
     assert nms(boxes, scores, 0.5).tolist() == [0]
     assert nms(boxes, scores, 0.5, groups=np.array([0, 1, 1])).tolist() == [0, 1]
 
+
+
+def greedy_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str) -> list[int]:
+    """NMS the slow, obvious way: keep the best remaining box, drop those it overlaps, repeat."""
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    order, keep = list(np.argsort(-scores, kind="stable")), []
+    while order:
+        best = order.pop(0)
+        keep.append(best)
+        w = np.minimum(boxes[order, 2], boxes[best, 2]) - np.maximum(boxes[order, 0], boxes[best, 0])
+        h = np.minimum(boxes[order, 3], boxes[best, 3]) - np.maximum(boxes[order, 1], boxes[best, 1])
+        inter = w.clip(min=0) * h.clip(min=0)
+        union = (np.minimum(areas[order], areas[best]) if mode == "min"
+                 else areas[order] + areas[best] - inter)
+        order = [i for i, o in zip(order, inter / union) if o <= threshold]
+    return keep
+
+
+@pytest.mark.parametrize("mode", ["union", "min"])
+def test_nms_equals_the_greedy_definition_across_blocks(mode: str) -> None:
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 200, size=(3 * mtcnn_boxes.NMS_BLOCK + 7, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(5, 40, size=corners.shape)], axis=1)
+    scores = rng.uniform(size=len(boxes))
+    kept = nms(boxes, scores, 0.4, mode=mode).tolist()
+    assert kept == greedy_nms(boxes, scores, 0.4, mode)
+    assert 10 < len(kept) < len(boxes) - 10  # suppression happened, and not of everything
+
+
+def test_area_resize_equals_torch_area_interpolation() -> None:
+    image = np.random.default_rng(0).integers(0, 256, size=(3, 97, 131), dtype=np.uint8)
+    for height, width in [(58, 79), (13, 17), (97, 131), (40, 131)]:
+        expected = torch.nn.functional.interpolate(torch.from_numpy(image)[None].float(),
+                                                   size=(height, width), mode="area")[0].numpy()
+        got = area_resize(image, height, width)
+        assert got.shape == (3, height, width) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=1e-4)
 
 # Real photographs scikit-image ships, and how many faces each holds.
 PHOTOS = {"astronaut": (skimage_data.astronaut, 1), "camera": (skimage_data.camera, 1),

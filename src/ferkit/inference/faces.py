@@ -4,7 +4,7 @@ A three-stage cascade: P-Net proposes candidate windows on an image pyramid (pac
 one network call, see :mod:`ferkit.inference.mtcnn_pyramid`), R-Net re-scores and refines them on
 24x24 crops, O-Net does so again on 48x48 crops and adds five landmarks (two eyes, nose, two mouth
 corners); the crops of a stage go through the network as one batch. The image work and
-non-maximum suppression (numpy, Pillow, torch's area interpolation) are the same for both
+non-maximum suppression (numpy and Pillow) are the same for both
 backends; only the three networks differ:
 eager torch, or onnxruntime on graphs exported from the same weights
 (:mod:`ferkit.inference.mtcnn_onnx`, cached after the first use). ``backend="auto"`` takes

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+NMS_BLOCK = 128  # boxes whose overlaps NMS computes together (memory: 8 bytes x boxes x block, a few times)
+
 
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union",
         groups: np.ndarray | None = None) -> np.ndarray:
@@ -25,19 +27,29 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "un
         boxes = boxes + (np.asarray(groups) * (boxes.max() - boxes.min() + 1))[:, None]
     areas = (boxes[:, 2] - boxes[:, 0]).clip(min=0) * (boxes[:, 3] - boxes[:, 1]).clip(min=0)
     order = np.argsort(-scores, kind="stable")
+    suppressed = np.zeros(len(order), dtype=bool)
     keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        top_left = np.maximum(boxes[rest, :2], boxes[best, :2])
-        bottom_right = np.minimum(boxes[rest, 2:], boxes[best, 2:])
-        inter = (bottom_right - top_left).clip(min=0).prod(axis=1)
-        if mode == "min":
-            overlap = inter / np.maximum(np.minimum(areas[rest], areas[best]), 1e-9)
-        else:
-            overlap = inter / np.maximum(areas[rest] + areas[best] - inter, 1e-9)
-        order = rest[overlap <= threshold]
-    return np.asarray(keep, dtype=np.int64)
+    for start in range(0, len(order), NMS_BLOCK):
+        # the overlaps of this block's surviving boxes with every box from here on, at once
+        alive = start + np.flatnonzero(~suppressed[start:start + NMS_BLOCK])
+        over = _overlaps(boxes, areas, order[alive], order[start:], mode) > threshold
+        for index, row in zip(alive.tolist(), over):
+            if not suppressed[index]:
+                keep.append(index)
+                suppressed[start:] |= row
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def _overlaps(boxes: np.ndarray, areas: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+              mode: str) -> np.ndarray:
+    """Overlap ``[len(rows), len(cols)]`` of boxes ``rows`` with boxes ``cols``: intersection over
+    union ("union") or over the smaller area ("min")."""
+    a, b = boxes[rows].T[:, :, None], boxes[cols].T[:, None, :]  # [4, R, 1], [4, 1, C]
+    inter = ((np.minimum(a[2], b[2]) - np.maximum(a[0], b[0])).clip(min=0)
+             * (np.minimum(a[3], b[3]) - np.maximum(a[1], b[1])).clip(min=0))
+    if mode == "min":
+        return inter / np.maximum(np.minimum(areas[rows, None], areas[None, cols]), 1e-9)
+    return inter / np.maximum(areas[rows, None] + areas[None, cols] - inter, 1e-9)
 
 
 def square(boxes: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """The image side of MTCNN: the P-Net pyramid packed into one canvas, and the crops of the later
-stages (numpy, Pillow and torch's area interpolation).
+stages (numpy and Pillow).
 
 P-Net is fully convolutional with a 12x12 window and stride 2, so its output cell ``(i, j)`` sees
 exactly the input pixels ``[2i, 2i + 12) x [2j, 2j + 12)``. The pyramid levels are placed at even
@@ -11,12 +11,11 @@ column of cells whose window would run a pixel past its edge).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 WINDOW = 12  # P-Net's window (pixels of a pyramid level)
@@ -93,6 +92,37 @@ def pack_levels(height: int, width: int, scales: list[float]) -> tuple[list[Leve
     return levels, (_shelves(levels, best), best)
 
 
+@functools.lru_cache(maxsize=256)
+def _area_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input indices ``[K, size_out]`` and weights ``[K, size_out]`` of an area resize along one
+    axis: output ``i`` is the mean of inputs ``floor(i * n / m)`` to ``ceil((i + 1) * n / m) - 1``
+    (the windows of torch's adaptive average pooling); unused taps have weight 0."""
+    out = np.arange(size_out)
+    starts = out * size_in // size_out
+    ends = -(-(out + 1) * size_in // size_out)
+    taps = starts + np.arange(int((ends - starts).max()))[:, None]
+    weights = (taps < ends) / (ends - starts)
+    return np.minimum(taps, size_in - 1), weights.astype(np.float32)
+
+
+def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``[C, H, W]`` (uint8 or float) -> float32 ``[C, height, width]``, each output pixel the mean
+    of its window of input pixels: torch's ``interpolate(mode="area")``, computed separably (rows,
+    then columns) with a few gathers instead of a window loop per output pixel."""
+    result = image
+    for axis, size in ((1, height), (2, width)):
+        source, result = result, None
+        index, weights = _area_taps(source.shape[axis], size)
+        shape = (1, size, 1) if axis == 1 else (1, 1, size)
+        for taps, tap_weights in zip(index, weights):
+            term = np.take(source, taps, axis=axis) * tap_weights.reshape(shape)
+            if result is None:
+                result = term
+            else:
+                result += term
+    return result
+
+
 def pyramid_canvas(image: np.ndarray, levels: list[Level], size: tuple[int, int]) -> np.ndarray:
     """The levels of uint8 ``[H, W, 3]`` ``image`` in one canvas, normalised ``[1, 3, H, W]``.
 
@@ -102,13 +132,15 @@ def pyramid_canvas(image: np.ndarray, levels: list[Level], size: tuple[int, int]
     moves them 4 px). In float: rounding the levels to uint8 changes P-Net's proposals enough to
     let a false positive through on the astronaut.
     """
-    canvas = torch.full((3, *size), float(FILL))
-    source = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # [1, 3, H, W], 0..255
+    canvas = np.full((1, 3, *size), FILL, dtype=np.float32)
+    source = np.ascontiguousarray(image.transpose(2, 0, 1))  # [3, H, W], uint8
     for index, level in enumerate(levels):
-        pixels = F.interpolate(source, size=(level.height, level.width), mode="area")
-        canvas[:, level.top:level.top + level.height, level.left:level.left + level.width] = pixels[0]
+        pixels = area_resize(source, level.height, level.width)
+        canvas[0, :, level.top:level.top + level.height, level.left:level.left + level.width] = pixels
         source = pixels if index == 0 else source
-    return ((canvas - 127.5) * 0.0078125)[None].numpy()
+    canvas -= np.float32(127.5)
+    canvas *= np.float32(0.0078125)
+    return canvas
 
 
 def crops(image: Image.Image, boxes: np.ndarray, size: int) -> np.ndarray:
