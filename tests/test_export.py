@@ -112,6 +112,12 @@ def test_onnx_backend_matches_torch(tiny_export: tuple[Path, Path], batch: int) 
     torch_cams, onnx_cams = torch_pred.cams(images), onnx_pred.cams(images)
     assert onnx_cams.shape == torch_cams.shape == (batch, 7, 4, 4)  # tiny_cnn: stride 8 at 32 px
     assert float((onnx_cams - torch_cams).abs().max()) < 1e-4
+    flipping = Predictor.from_onnx(path, threads=1, flip=True)
+    for pred, cams in ((torch_pred, torch_cams), (onnx_pred, onnx_cams), (flipping, onnx_cams)):
+        logits, maps = pred.logits_and_cams(images)  # one run, the same values
+        assert torch.allclose(logits, pred.logits(images, prior="train"), atol=1e-6)
+        assert torch.allclose(maps, cams, atol=1e-6)  # the maps of the images, never the mirrors
+    assert not torch.allclose(flipping.logits(images), onnx_pred.logits(images), atol=1e-6)
 
 
 def test_parity_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

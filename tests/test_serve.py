@@ -252,6 +252,10 @@ def test_onnx_backend_serves_the_same_answer(predictor: Predictor, astronaut: by
             response = test_client.post("/api/predict?prior=uniform", content=astronaut)
         assert response.status_code == 200 and response.json()["backend"] == name
         answers[name] = response.json()["faces"][0]
+    overlays = [np.asarray(Image.open(io.BytesIO(base64.b64decode(answers[name]["attention"]
+                                                                  .split(",", 1)[1]))), np.int16)
+                for name in ("torch", "onnx")]
+    assert np.abs(overlays[0] - overlays[1]).max() <= 2  # the same map of the same class
     assert answers["onnx"]["label"] == answers["torch"]["label"]
     assert answers["onnx"]["box"] == answers["torch"]["box"]
     assert answers["onnx"]["probabilities"] == pytest.approx(answers["torch"]["probabilities"], abs=1e-5)

@@ -137,13 +137,14 @@ class OnnxNet:
         self.meta: dict[str, Any] = json.loads(props[META_KEY])
         self.output_names = {output.name for output in self.session.get_outputs()}
 
-    def _run(self, batch: torch.Tensor, output: str) -> torch.Tensor:
+    def _run(self, batch: torch.Tensor, *outputs: str) -> tuple[torch.Tensor, ...]:
         feed = {INPUT_NAME: batch.detach().float().cpu().contiguous().numpy()}
-        return torch.from_numpy(np.asarray(self.session.run([output], feed)[0]))
+        return tuple(torch.from_numpy(np.asarray(value))
+                     for value in self.session.run(list(outputs), feed))
 
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised ``[B, 3, S, S]`` -> logits ``[B, K]`` (float32, CPU)."""
-        return self._run(batch, LOGITS)
+        return self._run(batch, LOGITS)[0]
 
     def cams(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``.
@@ -152,7 +153,12 @@ class OnnxNet:
             ValueError: the file has no ``cams`` output (exported from a method whose maps mean
                 nothing, such as rul or fan).
         """
+        return self.logits_and_cams(batch)[1]
+
+    def logits_and_cams(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`logits` and :meth:`cams` of one batch from one run of the network."""
         if CAMS not in self.output_names:
             raise ValueError(f"{self.path} has no '{CAMS}' output: its method classifies through "
                              "its own head, so it has no attention maps")
-        return self._run(batch, CAMS)
+        logits, cams = self._run(batch, LOGITS, CAMS)
+        return logits, cams

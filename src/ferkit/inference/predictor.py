@@ -211,13 +211,22 @@ class Predictor:
         return normalise(images, self.mean, self.std, self.device)
 
     def logits_from_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        """The one place the classifier runs: normalised float ``[B, 3, S, S]`` -> ``[B, K]``
-        float32 on the CPU, on either backend; with :attr:`flip` the mean of the batch's and its
-        mirror images' logits (one call of the network on both)."""
-        if not self.flip:
-            return self.net.logits(batch)
-        both = self.net.logits(torch.cat([batch, batch.flip(-1)]))
-        return (both[:len(batch)] + both[len(batch):]) / 2
+        """Normalised float ``[B, 3, S, S]`` -> ``[B, K]`` float32 on the CPU, on either backend;
+        with :attr:`flip` the mean of the batch's and its mirror images' logits (one call of the
+        network on both)."""
+        return self._classify(batch, with_cams=False)[0]
+
+    def _classify(self, batch: torch.Tensor, with_cams: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The one place the classifier runs: logits ``[B, K]`` as :meth:`logits_from_batch`,
+        and (``with_cams``) the batch's class activation maps ``[B, K, h, w]`` from the same
+        call."""
+        count = len(batch)
+        if self.flip:
+            batch = torch.cat([batch, batch.flip(-1)])
+        logits, cams = self.net.logits_and_cams(batch) if with_cams else (self.net.logits(batch), None)
+        if self.flip:
+            logits = (logits[:count] + logits[count:]) / 2
+        return logits, None if cams is None else cams[:count]
 
     @property
     def has_cams(self) -> bool:
@@ -231,11 +240,26 @@ class Predictor:
         Raises:
             ValueError: the method classifies through another head than ``model.head``.
         """
+        self._require_cams()
+        return self.net.cams(batch)
+
+    def _require_cams(self) -> None:
         if not self.has_cams:
             raise ValueError(f"method '{self.meta.get('method')}' does not classify with the "
                              "linear head the attention maps are computed from, so its maps "
                              "would show nothing; leave out --cam-dir for this checkpoint")
-        return self.net.cams(batch)
+
+    def logits_and_cams(self, images: Sequence[ImageInput]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw logits ``[B, K]`` (no prior adjustment) and class activation maps
+        ``[B, K, h, w]`` of face crops, in one run of the classifier on the onnx backend; give
+        the logits to :meth:`classify_faces`.
+
+        Raises:
+            ValueError: as :meth:`cams_from_batch`.
+        """
+        self._require_cams()
+        logits, cams = self._classify(self.normalise(self.to_batch(images)), with_cams=True)
+        return logits, cams  # type: ignore[return-value]
 
     def logits(self, images: Sequence[ImageInput], prior: Prior = DEFAULT, tau: float | None = None
                ) -> torch.Tensor:
@@ -320,10 +344,18 @@ class Predictor:
         return self.classify_faces([self.face_crops(image, detect) for image in images], prior, tau)
 
     def classify_faces(self, per_image: Sequence[tuple[list[Face], list[np.ndarray]]],
-                       prior: Prior = DEFAULT, tau: float | None = None) -> list[list[FaceResult]]:
-        """Results of :meth:`face_crops` for several images -> one list of faces per image."""
+                       prior: Prior = DEFAULT, tau: float | None = None,
+                       logits: torch.Tensor | None = None) -> list[list[FaceResult]]:
+        """Results of :meth:`face_crops` for several images -> one list of faces per image;
+        ``logits``: the crops' raw logits ``[B, K]`` when already computed (by
+        :meth:`logits_and_cams`), else the classifier runs here."""
         crops = [crop for _, image_crops in per_image for crop in image_crops]
-        answers = iter(self.predict(crops, prior, tau)) if crops else iter(())
+        if logits is not None:
+            adjusted = adjust_logits(logits, self.class_counts, *self.resolve_prior(prior, tau))
+            probs = adjusted.softmax(dim=1)
+            answers = iter(self.describe(probs))
+        else:
+            answers = iter(self.predict(crops, prior, tau)) if crops else iter(())
         results = []
         for found, _ in per_image:
             faces = []

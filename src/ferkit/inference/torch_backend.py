@@ -29,3 +29,8 @@ class TorchNet:
         model = self.method.model
         feature_map = model(batch.to(self.device)).feature_map
         return class_activation_maps(feature_map, model.head.weight).float().cpu()
+
+    def logits_and_cams(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`logits` and :meth:`cams` of one batch (``Method.predict`` may differ from the
+        model's own head, so these are two passes)."""
+        return self.logits(batch), self.cams(batch)
