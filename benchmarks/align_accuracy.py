@@ -65,6 +65,11 @@ def measure(predictor: Predictor, root: str, limit: int | None) -> dict:
     return {"rows": rows, "detected": len(hit), "images": count}
 
 
+def _prior_text(meta: dict) -> str:
+    deploy = meta.get("deploy_prior")
+    return "as trained" if not deploy else f"{deploy['prior']} (tau {deploy['tau']:g})"
+
+
 def table(result: dict, command: str, meta: dict, seconds: float, commit: str) -> str:
     lines = [
         "## Accuracy: detect -> align -> classify vs the crops directly",
@@ -72,7 +77,8 @@ def table(result: dict, command: str, meta: dict, seconds: float, commit: str) -
         f"Command: `{command}`  ",
         f"Checkpoint: {meta.get('backbone')} / {meta.get('method')}, {meta.get('image_size')} px, "
         f"epoch {meta.get('epoch')}, trained on {meta.get('dataset')}. Commit {commit}, "
-        f"{hardware()} (loaded machine), {seconds:.0f} s.",
+        f"{hardware()}, {seconds:.0f} s. Classified as `ferkit predict` does by default: prior "
+        f"{_prior_text(meta)}, test-time flip {'on' if meta.get('test_time_flip') else 'off'}.",
         f"FER2013Valid, {result['images']} crops, faces detected in {result['detected']} "
         f"({100 * result['detected'] / result['images']:.1f} %).",
         "Where alignment rotates or shrinks a face, the aligned crop shows the grey margin of this "

@@ -76,7 +76,7 @@ class Predictor:
         >>> predictor = Predictor.from_pretrained()
         >>> face = predictor.predict_photo("astronaut.png")[0]
         >>> face.face, face.label, [round(v) for v in face.box]
-        (1, 'happiness', [178, 58, 268, 173])
+        (1, 'happiness', [180, 59, 268, 174])
         >>> Predictor.from_onnx("model.onnx").predict("face.png").label
         'happiness'
 
