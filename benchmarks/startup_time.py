@@ -1,11 +1,12 @@
-"""Start-up of the ``ferkit`` command: how long help, listing, the config reference and an argument
-error take, as whole processes (``python -m ferkit ...``), wall clock and CPU time.
+"""Start-up of the ``ferkit`` command: how long help, listing, the config reference, a config check
+and an argument error take, as whole processes (``python -m ferkit ...``), wall clock and CPU time.
 
 Usage:
     PYTHONPATH=src python benchmarks/startup_time.py [--runs 7] [--baseline-src OTHER/src]
 
-``--baseline-src``: also time ``ferkit --help`` from another source tree (an older checkout),
-alternating run by run with this one, and give the ratio.
+``--baseline-src``: also time every command from another source tree (an older checkout),
+alternating run by run with this one, and give the ratio per command (median of the per-pair
+ratios, so a drift of the machine's speed during the run cancels out).
 
 Writes docs/benchmarks/startup.md. Each command runs once as a warm-up (file caches), then
 ``--runs`` times; the page gives the median and the fastest run, and whether the command imported
@@ -33,6 +34,8 @@ COMMANDS = {
     "ferkit predict --batch-size x (argument error)": ["predict", "--batch-size", "x", "a.png"],
     "ferkit list": ["list"],
     "ferkit config": ["config"],
+    "ferkit config --config quickstart --set method.name=mek (a config check)":
+        ["config", "--config", "quickstart", "--set", "method.name=mek"],
 }
 
 
@@ -58,45 +61,53 @@ def imports_torch(args: list[str], env: dict[str, str]) -> bool:
     return any(line.split("|")[-1].strip() == "torch" for line in done.stderr.splitlines())
 
 
+def time_command(argv: list[str], env: dict[str, str], runs: int,
+                 baseline_env: dict[str, str] | None) -> dict[str, float]:
+    """Median and fastest wall, median CPU; with ``baseline_env`` the baseline's median wall and
+    the median per-pair ratio (this / baseline), the two run in turn."""
+    run_once(argv, env)
+    if baseline_env:
+        run_once(argv, baseline_env)
+    pairs = [(run_once(argv, env), run_once(argv, baseline_env) if baseline_env else None)
+             for _ in range(runs)]
+    walls = [this[0] for this, _ in pairs]
+    row = {"wall": statistics.median(walls), "fastest": min(walls),
+           "cpu": statistics.median(this[1] for this, _ in pairs)}
+    if baseline_env:
+        row["baseline"] = statistics.median(base[0] for _, base in pairs)
+        row["ratio"] = statistics.median(this[0] / base[0] for this, base in pairs)
+    return row
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--out", default=str(REPO / "docs/benchmarks/startup.md"))
-    parser.add_argument("--baseline-src", help="another tree's src/ to compare `ferkit --help` with")
+    parser.add_argument("--baseline-src", help="another tree's src/ to compare every command with")
     parser.add_argument("--baseline-name", default="the baseline", help="how the page names it")
     args = parser.parse_args()
     env = _env(REPO / "src")
+    baseline_env = _env(args.baseline_src) if args.baseline_src else None
     load = LoadRecord()
-    paired = None
-    if args.baseline_src:
-        baseline_env = _env(args.baseline_src)
-        run_once(["--help"], env), run_once(["--help"], baseline_env)
-        pairs = [(run_once(["--help"], env)[0], run_once(["--help"], baseline_env)[0])
-                 for _ in range(args.runs)]
-        paired = (statistics.median(b for _, b in pairs), statistics.median(a / b for a, b in pairs))
-    rows = []
-    for label, argv in COMMANDS.items():
-        run_once(argv, env)
-        runs = [run_once(argv, env) for _ in range(args.runs)]
-        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
-        rows.append((label, statistics.median(walls), min(walls), statistics.median(cpus),
-                     imports_torch(argv, env)))
+    rows = [(label, time_command(argv, env, args.runs, baseline_env), imports_torch(argv, env))
+            for label, argv in COMMANDS.items()]
     load.stop()
     command = ("PYTHONPATH=src python benchmarks/startup_time.py --runs "
                f"{args.runs}{' --baseline-src OLD_CHECKOUT/src' if args.baseline_src else ''}")
+    header = "| command | wall s (median) | wall s (fastest) | CPU s (median) | imports torch |"
+    if baseline_env:
+        header += f" {args.baseline_name}: wall s (median) | this / {args.baseline_name} |"
     lines = [
         *page_header("Start-up of the `ferkit` command", command, load),
         f"Each command as a whole process (`python -m ferkit ...`), one warm-up then {args.runs} "
-        f"runs. Goal: under {GOAL_S} s.", "",
-        "| command | wall s (median) | wall s (fastest) | CPU s (median) | imports torch |",
-        "|---|---|---|---|---|"]
-    for label, wall, fastest, cpu, torch_imported in rows:
-        lines.append(f"| `{label}` | {wall:.2f} | {fastest:.2f} | {cpu:.2f} | "
-                     f"{'yes' if torch_imported else 'no'} |")
-    if paired:
-        lines += ["", f"`ferkit --help` from {args.baseline_name} (`--baseline-src`), alternating run "
-                  f"by run with this tree: median {paired[0]:.2f} s wall; this tree / "
-                  f"{args.baseline_name}: {paired[1]:.3f} (median of the per-pair ratios)."]
+        f"runs{f', in turn with {args.baseline_name} (`--baseline-src`)' if baseline_env else ''}"
+        f". Goal: under {GOAL_S} s.", "", header, "|---" * header.count(" |") + "|"]
+    for label, row, torch_imported in rows:
+        line = (f"| `{label}` | {row['wall']:.2f} | {row['fastest']:.2f} | {row['cpu']:.2f} | "
+                f"{'yes' if torch_imported else 'no'} |")
+        if baseline_env:
+            line += f" {row['baseline']:.2f} | {row['ratio']:.3f} |"
+        lines.append(line)
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)

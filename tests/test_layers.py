@@ -17,13 +17,13 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # CONTRIBUTING.md's table: a module (or package) may import its own layer and those below
 LAYERS = {
     "ferkit._version": 0, "ferkit.registry": 0, "ferkit.tempfiles": 0, "ferkit.nested": 0,
-    "ferkit.run_files": 0,
+    "ferkit.run_files": 0, "ferkit.lazy": 0,
     "ferkit.config": 1, "ferkit.config_types": 1, "ferkit.config_checks": 1,
     "ferkit.config_yaml": 1,
     "ferkit.params": 2, "ferkit.provenance": 2, "ferkit.metrics": 2, "ferkit.cam": 2,
     "ferkit.losses": 2, "ferkit.plots": 2,
-    "ferkit.data": 3, "ferkit.models": 3, "ferkit.methods": 3,
-    "ferkit.checks": 4, "ferkit.config_doc": 4,
+    "ferkit.data": 3, "ferkit.models": 3, "ferkit.methods": 3, "ferkit._registered": 3,
+    "ferkit.checks": 4, "ferkit.config_doc": 4, "ferkit.catalogue": 4,
     "ferkit.engine": 5,
     "ferkit.inference": 6, "ferkit.run_folder": 6, "ferkit.evaluation": 6,
     "ferkit.api": 7, "ferkit.bench": 8, "ferkit.cli": 9,

@@ -1,4 +1,5 @@
-"""Start-up: the CLI's help and argument errors answer without importing torch."""
+"""Start-up: the CLI's help, argument errors, ``ferkit list`` and ``ferkit config`` (printing the
+reference, checking a configuration) answer without importing torch."""
 
 from __future__ import annotations
 
@@ -35,6 +36,27 @@ def _modules_after(argv: list[str]) -> tuple[str, str]:
 def test_help_does_not_import_torch(argv: list[str]) -> None:
     out, err = _modules_after(argv)
     assert "exit 0" in err
+    assert out.rstrip().endswith("torch imported: False")
+
+
+@pytest.mark.parametrize(("argv", "shown"), [
+    (["list"], "methods: bbn, cb, ce"), (["config"], "  mek: preset: str = 'paper'"),
+    (["config", "--keys-only"], "method.params ")])
+def test_list_and_config_do_not_import_torch(argv: list[str], shown: str) -> None:
+    out, err = _modules_after(argv)
+    assert "exit 0" in err and shown in out
+    assert out.rstrip().endswith("torch imported: False")
+
+
+def test_config_check_does_not_import_torch() -> None:
+    out, err = _modules_after(["config", "--config", "quickstart", "--set", "method.name=mek",
+                               "--set", "method.params.lam=0.5"])
+    assert "exit 0" in err and "name: mek\n  params:\n    lam: 0.5\n" in out
+    assert out.rstrip().endswith("torch imported: False")
+    out, err = _modules_after(["config", "--set", "method.name=mek", "--set",
+                               "method.params.alpha=1", "--set", "model.backbone=resnet81"])
+    assert "exit 2" in err and "method.params.alpha: must be in [0, 1), got 1 (--set)" in err
+    assert "unknown backbone 'resnet81'. Did you mean 'resnet18'?" in err
     assert out.rstrip().endswith("torch imported: False")
 
 

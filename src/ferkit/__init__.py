@@ -10,10 +10,10 @@ import torch; ``from ferkit import Predictor`` works as before.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ferkit._version import __version__
+from ferkit.lazy import lazy_attributes
 
 # public name -> the module that defines it
 _LAZY = {
@@ -37,12 +37,7 @@ __all__ = ["BACKBONES", "DATASETS", "METHODS", "FaceResult", "Prediction", "Pred
            "__version__", "annotate", "evaluate", "load_config", "train"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'ferkit' has no attribute '{name}'")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -31,8 +31,8 @@ def registry_errors(cfg: RunConfig) -> list[str]:
                    if e]
     errors += check_method_params(cfg.method.name, cfg.method.params)
     if (cfg.data.label_mode == "soft" and cfg.method.name in METHODS
-            and not METHODS.get(cfg.method.name).uses_soft_labels):
-        users = [n for n in METHODS.names() if METHODS.get(n).uses_soft_labels]
+            and not METHODS.info(cfg.method.name).uses_soft_labels):
+        users = [n for n in METHODS.names() if METHODS.info(n).uses_soft_labels]
         errors.append(f"data.label_mode: 'soft' needs a method that trains on vote "
                       f"distributions; method '{cfg.method.name}' uses hard labels only. Use "
                       f"method.name={' or '.join(users)}, or data.label_mode=majority")

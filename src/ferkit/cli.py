@@ -217,9 +217,15 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from ferkit.config_doc import format_config_doc
+    if args.config is None and not args.set:
+        from ferkit.config_doc import format_config_doc
 
-    print(format_config_doc(registered=not args.keys_only))
+        print(format_config_doc(registered=not args.keys_only))
+        return 0
+    from ferkit.checks import load_config
+    from ferkit.config import config_text
+
+    print(config_text(load_config(args.config, list(args.set or []))), end="")
     return 0
 
 
@@ -412,9 +418,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imbalance-factor", help="shortcut for --set data.imbalance_factor=...")
     p.set_defaults(func=_datasets)
 
-    p = sub.add_parser("config", help="every config key with its type, default and help")
+    p = sub.add_parser(
+        "config", help="every config key with its type, default and help; with --config or "
+        "--set: check that configuration and print it resolved",
+        description="Without --config and --set: every config key with its type, default and "
+        "help, then each method's parameters and each dataset's options. With them: the "
+        "configuration ferkit train would run, checked as ferkit train checks it (every problem "
+        "at once, exit status 2) and printed as YAML.")
     p.add_argument("--keys-only", action="store_true",
                    help="leave out the per-method parameters and per-dataset options")
+    p.add_argument("--config", metavar="RECIPE", help="a recipe to check: a packaged name or a "
+                   "YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override to check, e.g. --set method.name=mek (repeatable)")
     p.set_defaults(func=_config)
 
     p = sub.add_parser("bench", help="run a benchmark protocol (resumable) and write result tables")

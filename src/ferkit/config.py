@@ -322,12 +322,17 @@ def resolve_config(path: str | Path | None = None, overrides: list[str] | None =
     return cfg
 
 
-def save_config(cfg: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
-    """Write the resolved config (plus provenance in ``extra``) as YAML, atomically."""
+def config_text(cfg: RunConfig, extra: dict[str, Any] | None = None) -> str:
+    """The resolved config (after ``extra`` as ``provenance``, when given) as YAML text."""
     data = to_dict(cfg)
     if extra:
         data = {"provenance": extra, **data}
-    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def save_config(cfg: RunConfig, path: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write the resolved config (plus provenance in ``extra``) as YAML, atomically."""
+    atomic_write_text(path, config_text(cfg, extra))
 
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:

@@ -104,13 +104,10 @@ def format_config_doc(registered: bool = True) -> str:
     lines = ["Config keys (set in a recipe YAML or with --set KEY=VALUE):", "",
              *_table(("key", "type", "default", "help"), rows)]
     if registered:
-        from ferkit.data import DATASETS
-        from ferkit.data.registry import settable_options
+        from ferkit.data.options import DATASETS, settable_options
         from ferkit.methods import METHODS
-        from ferkit.methods.base import RESERVED
-        from ferkit.params import signature_params
 
-        methods = {n: signature_params(METHODS.get(n), RESERVED) for n in METHODS.names()}
+        methods = {n: METHODS.info(n).params for n in METHODS.names()}
         datasets = {n: settable_options(n) for n in DATASETS.names()}
         lines += _params_lines("method.params, per method.name:", methods)
         lines += _params_lines("data.options, per data.dataset:", datasets)

@@ -13,28 +13,47 @@ with ``split`` in ``"train" | "val" | "test"``. A split the dataset does not pub
 a split is official. ``require_images=False`` builds a dataset from its label files alone (the
 paths point where images would be), which is how :func:`ferkit.data.check.describe` counts.
 ``DATASETS.names()`` lists the registered names.
+
+Importing this package imports no dataset (nor torch): :data:`DATASETS` knows the names and
+typed options from the generated catalogue (``ferkit._registered``) and imports a dataset's
+module on its first ``DATASETS.get``; the other names are imported on first use (PEP 562).
 """
 
 from __future__ import annotations
 
-from ferkit.data import affectnet, ferplus, folder, rafdb, synthetic  # noqa: F401  (registration)
-from ferkit.data.base import DatasetError, FERDataset, decode_image
-from ferkit.data.imbalance import imbalance_counts, imbalanced_subset
-from ferkit.data.registry import (
+from typing import TYPE_CHECKING
+
+from ferkit.data.options import (
     DATASETS,
-    DatasetInfo,
-    FakeTree,
-    build_dataset,
     check_dataset_options,
     data_config_errors,
-    dataset_from_config,
-    dataset_info,
     dataset_options,
-    detect_dataset,
-    has_split,
-    register_dataset,
 )
-from ferkit.data.splits import SPLITS, SplitNotAvailable
+from ferkit.lazy import lazy_attributes
+
+_LAZY = {
+    **dict.fromkeys(("DatasetError", "FERDataset", "decode_image"), "ferkit.data.base"),
+    **dict.fromkeys(("imbalance_counts", "imbalanced_subset"), "ferkit.data.imbalance"),
+    **dict.fromkeys(("DatasetInfo", "FakeTree", "build_dataset", "dataset_from_config",
+                     "dataset_info", "detect_dataset", "has_split", "register_dataset"),
+                    "ferkit.data.registry"),
+    **dict.fromkeys(("SPLITS", "SplitNotAvailable"), "ferkit.data.splits"),
+}
+
+if TYPE_CHECKING:
+    from ferkit.data.base import DatasetError, FERDataset, decode_image
+    from ferkit.data.imbalance import imbalance_counts, imbalanced_subset
+    from ferkit.data.registry import (
+        DatasetInfo,
+        FakeTree,
+        build_dataset,
+        dataset_from_config,
+        dataset_info,
+        detect_dataset,
+        has_split,
+        register_dataset,
+    )
+    from ferkit.data.splits import SPLITS, SplitNotAvailable
 
 __all__ = [
     "DATASETS", "SPLITS", "DatasetError", "DatasetInfo", "FERDataset", "FakeTree",
@@ -42,3 +61,5 @@ __all__ = [
     "dataset_from_config", "dataset_info", "dataset_options", "detect_dataset",
     "decode_image", "has_split", "imbalance_counts", "imbalanced_subset", "register_dataset",
 ]
+
+__getattr__ = lazy_attributes(__name__, _LAZY)

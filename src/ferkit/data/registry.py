@@ -22,6 +22,9 @@ A dataset module declares, next to its builder, everything the rest of ferkit ne
 The shared prologue (standard signature, unknown/mistyped options, unknown or unofficial split)
 runs once, in the registered wrapper, before the builder is called; the decorator returns that wrapper, so
 the module-level name (``rafdb.rafdb``) is the checked constructor.
+
+:data:`DATASETS` and the checks of ``data.options`` live in :mod:`ferkit.data.options`, which
+imports no dataset (nor torch); they are re-exported here.
 """
 
 from __future__ import annotations
@@ -32,13 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ferkit.config import ConfigError, DataConfig
+from ferkit.config import DataConfig
 from ferkit.data.base import DatasetError, FERDataset
+from ferkit.data.options import (  # noqa: F401  (re-exported)
+    DATASETS,
+    check_dataset_options,
+    data_config_errors,
+    dataset_options,
+    label_mode_errors,
+    settable_options,
+)
 from ferkit.data.splits import SPLITS, check_split
-from ferkit.params import Param, check_params, signature_params
-from ferkit.registry import Registry
-
-DATASETS: Registry[FERDataset] = Registry("dataset")
+from ferkit.params import Param, signature_params
 
 
 @dataclass(frozen=True)
@@ -121,7 +129,7 @@ def register_dataset(
         def construct(root: str | Path | None = None, split: str = "train", num_classes: int = 7,
                       transform: Callable | None = None, require_images: bool = True,
                       **options: Any) -> FERDataset:
-            errors = check_dataset_options(name, options, info)
+            errors = check_dataset_options(name, options, info.options)
             unknown = sorted(k for k in options if k not in info.options)
             if unknown:  # the historical first words, which users and tests know
                 errors.insert(0, f"{name}: unknown options {unknown}")
@@ -131,8 +139,10 @@ def register_dataset(
             return build(DatasetRequest(root, split, num_classes, transform, require_images),
                          **options)
 
+        # the builder's names, so the catalogue records the module that registers the dataset
         construct.__doc__, construct.__name__ = build.__doc__, build.__name__
-        DATASETS.register(name)(construct)
+        construct.__module__, construct.__qualname__ = build.__module__, build.__qualname__
+        DATASETS.register(name, options=info.options)(construct)
         _INFO[name] = info
         return construct
 
@@ -152,11 +162,12 @@ def detect_dataset(root: str | Path) -> str:
         DatasetError: no layout matches, or several do; the message lists the markers and says
             to pass ``--dataset``.
     """
-    found = [name for name, info in _INFO.items()
+    infos = {name: dataset_info(name) for name in DATASETS.names()}
+    found = [name for name, info in infos.items()
              if info.marker and (Path(root) / info.marker).exists()]
     if len(found) == 1:
         return found[0]
-    markers = "; ".join(f"{info.marker} ({name})" for name, info in _INFO.items() if info.marker)
+    markers = "; ".join(f"{info.marker} ({name})" for name, info in infos.items() if info.marker)
     what = (f"matches several layouts ({', '.join(found)})" if found else
             f"does not look like any known layout (looked for: {markers})")
     raise DatasetError(f"{root} {what}; name it with --dataset NAME (ferkit list shows the "
@@ -172,14 +183,6 @@ def has_split(name: str, split: str) -> bool:
     return split in dataset_info(name).splits
 
 
-def check_dataset_options(name: str, options: dict[str, Any],
-                          info: DatasetInfo | None = None) -> list[str]:
-    """Errors for ``data.options`` of dataset ``name``: unknown names (did-you-mean) and values
-    of the wrong type, one line each (empty when they are fine)."""
-    info = info or dataset_info(name)
-    return check_params(f"dataset '{name}'", "data.options.", options, info.options)
-
-
 def build_dataset(
     name: str,
     root: str | Path | None,
@@ -193,69 +196,12 @@ def build_dataset(
                            transform=transform, **options)
 
 
-def settable_options(name: str) -> dict[str, Param]:
-    """The typed options of dataset ``name`` that ``data.options`` may set: all but
-    ``label_mode``, which ``data.label_mode`` alone sets (:func:`dataset_options`)."""
-    return {k: p for k, p in dataset_info(name).options.items() if k != "label_mode"}
-
-
-def _has_soft_labels(name: str) -> bool:
-    return "label_mode" in dataset_info(name).options
-
-
-def label_mode_errors(cfg: DataConfig) -> list[str]:
-    """Problems of ``data.label_mode`` for a registered dataset: set in ``data.options`` (it has
-    one setting), or ``soft`` asked of a dataset without vote distributions."""
-    errors = []
-    if isinstance(cfg.options, dict) and "label_mode" in cfg.options:
-        errors.append(f"data.options.label_mode={cfg.options['label_mode']!r}: the label mode "
-                      "is set by data.label_mode alone; move it there (e.g. --set "
-                      "data.label_mode=soft) and remove it from data.options")
-    if cfg.label_mode != "majority" and not _has_soft_labels(cfg.dataset):
-        with_soft = [n for n in DATASETS.names() if _has_soft_labels(n)]
-        errors.append(
-            f"data.label_mode={cfg.label_mode!r}: dataset '{cfg.dataset}' has no soft labels "
-            f"(vote distributions); datasets that have them: {', '.join(with_soft)}. "
-            "Set data.label_mode=majority or use one of those datasets")
-    return errors
-
-
-def dataset_options(cfg: DataConfig) -> dict[str, Any]:
-    """Keyword options for the dataset constructor: ``data.options`` plus ``data.label_mode``,
-    the one setting of the label mode.
-
-    Raises:
-        ConfigError: the label mode is set in ``data.options``, or ``soft`` is asked of a dataset
-            without vote distributions (:func:`label_mode_errors`).
-    """
-    errors = label_mode_errors(cfg)
-    if errors:
-        raise ConfigError("; ".join(errors))
-    options = dict(cfg.options)
-    if cfg.label_mode != "majority":
-        options["label_mode"] = cfg.label_mode
-    return options
-
-
 def dataset_from_config(cfg: DataConfig, split: str, **kwargs: Any) -> FERDataset:
     """One split of the dataset a :class:`~ferkit.config.DataConfig` describes: the one place a
     config becomes a dataset (training, ``ferkit eval`` and ``ferkit datasets`` all use it), with
     ``data.options`` and ``data.label_mode`` (:func:`dataset_options`)."""
     return DATASETS.create(cfg.dataset, root=cfg.root, split=split, num_classes=cfg.num_classes,
                            **dataset_options(cfg), **kwargs)
-
-
-def data_config_errors(cfg: DataConfig) -> list[str]:
-    """Registry-level problems of a DataConfig: unknown dataset (did-you-mean), options of the
-    wrong name or type, the label mode (:func:`label_mode_errors`); one line each."""
-    if not isinstance(cfg.dataset, str):
-        return []  # a name of the wrong type is reported by the loader
-    if cfg.dataset not in DATASETS:
-        return [f"data.dataset: {DATASETS.unknown(cfg.dataset)}"]
-    options = cfg.options if isinstance(cfg.options, dict) else {}
-    info = dataclasses.replace(dataset_info(cfg.dataset), options=settable_options(cfg.dataset))
-    return label_mode_errors(cfg) + check_dataset_options(
-        cfg.dataset, {k: v for k, v in options.items() if k != "label_mode"}, info)
 
 
 __all__ = ["DATASETS", "SPLITS", "DatasetInfo", "DatasetRequest", "FakeTree", "build_dataset",

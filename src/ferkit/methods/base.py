@@ -26,11 +26,15 @@ import torch
 from torch import nn
 
 from ferkit.data.loader import Sampler
+from ferkit.methods.registry import (  # noqa: F401  (re-exported: the registry and its checks)
+    METHODS,
+    RESERVED,
+    check_method_params,
+    method_params,
+    resolved_method_params,
+)
 from ferkit.models.classifier import FERClassifier
-from ferkit.params import Constraint, check_params, signature_params
-from ferkit.registry import Registry
-
-METHODS: Registry[Method] = Registry("method")
+from ferkit.params import Constraint
 
 
 @dataclass
@@ -102,35 +106,6 @@ class Method(nn.Module):
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Called before each training epoch (0-based)."""
-
-
-RESERVED = ("model", "class_counts", "num_samples")
-
-
-def method_params(name: str) -> dict[str, Any]:
-    """The keyword parameters a registered method accepts, with their defaults."""
-    return {key: p.default for key, p in signature_params(METHODS.get(name), RESERVED).items()}
-
-
-def check_method_params(name: str, params: dict[str, Any], constraints: bool = True) -> list[str]:
-    """Errors for method ``name``'s ``params``: unknown names (with close-match suggestions),
-    values of the wrong type for the constructor's annotation, and (``constraints``) values
-    outside the ranges or choices the method declares in ``param_constraints``."""
-    if name not in METHODS:
-        return [f"method.name: {METHODS.unknown(name)}"]
-    method = METHODS.get(name)
-    return check_params(f"'{name}'", "method.params.", params,
-                        signature_params(method, RESERVED),
-                        getattr(method, "param_constraints", {}) if constraints else {})
-
-
-def resolved_method_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
-    """``params`` with every constructor default filled in (unknown methods: as given), so a
-    stored run records what it ran even if a default changes later (``ferkit.run_folder``)."""
-    if name not in METHODS:
-        return dict(params or {})
-    defaults = {k: p.default for k, p in signature_params(METHODS.get(name), RESERVED).items()}
-    return {**defaults, **(params or {})}
 
 
 def create_method(

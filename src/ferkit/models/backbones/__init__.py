@@ -6,9 +6,12 @@ load with ``strict=True``. Each module registers itself in :data:`BACKBONES` on 
 feature map as published), the ``output_strides`` it can be built with (``output_stride=``
 keyword; dilation replaces the last strides, so the attention maps are 7x7 at 112 px with stride
 16), its input size, feature channels and ImageNet weight sources.
+
+Importing this package imports no backbone (nor torch): :data:`BACKBONES` knows the names and
+facts from the generated catalogue (``ferkit._registered``) and imports a backbone's module on
+its first ``BACKBONES.get`` / ``create``.
 """
 
-from ferkit.models.backbones import mobilenet, resnet, swin, tiny  # noqa: F401  (registration)
 from ferkit.models.backbones.base import (
     BACKBONES,
     BackboneInfo,

@@ -14,10 +14,12 @@ Everything that needs a backbone fact (the config checks, the classifier, checkp
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ferkit.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,10 @@ class BackboneInfo:
         return side
 
 
-BACKBONES: Registry[nn.Module] = Registry("backbone", info_type=BackboneInfo)
+# The facts are plain data, so the generated catalogue holds them: no backbone module (and no
+# torch) is imported to list the backbones or check a config against them.
+BACKBONES: Registry[nn.Module] = Registry("backbone", info_type=BackboneInfo,
+                                          catalogue="ferkit._registered:BACKBONES")
 
 DILATED_STRIDES = (8, 16, 32)  # output strides of the convolutional backbones (ResNet, MobileNetV2)
 
