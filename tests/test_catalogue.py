@@ -20,7 +20,7 @@ def test_the_file_is_what_the_registrations_generate() -> None:
 def test_every_entry_reads_back_as_registered(variable: str) -> None:
     import_registering_modules()
     registry = REGISTRIES[variable]
-    loaded = registry.catalogue("ferkit.")
+    loaded = registry.loaded_catalogue("ferkit.")
     assert sorted(loaded) == registry.names()  # nothing catalogued that no module registers
     for name, (module, facts) in registry.catalogued().items():
         assert (module, facts) == loaded[name], f"{registry.kind} '{name}'"

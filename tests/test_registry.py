@@ -60,7 +60,7 @@ def test_a_catalogued_entry_is_known_before_its_module_is_imported(widget_module
     assert widget_module not in sys.modules
     assert WIDGETS.create("cog", size=3) == ("cog", 3)  # imports the module, which registers it
     assert widget_module in sys.modules
-    assert WIDGETS.catalogue() == {"cog": (widget_module, {"teeth": 12})}
+    assert WIDGETS.loaded_catalogue() == {"cog": (widget_module, {"teeth": 12})}
 
 
 def test_a_stale_catalogue_entry_says_how_to_regenerate(widget_module: str) -> None:

@@ -24,12 +24,34 @@ print("torch imported:", "torch" in sys.modules)
 """
 
 
+# every registry's names and facts, and a parameter check, with nothing imported beforehand
+FACTS_PROBE = """
+import sys
+from ferkit import BACKBONES, DATASETS, METHODS
+from ferkit.methods import check_method_params
+facts = {r.kind: {n: r.info(n) for n in r.names()} for r in (BACKBONES, DATASETS, METHODS)}
+print(facts["backbone"]["resnet18"].output_strides, check_method_params("mek", {"lam": -1}))
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def _python(code: str) -> tuple[str, str]:
+    """Run ``python -c CODE`` in a fresh interpreter on this tree; its stdout and stderr."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)
+    return done.stdout, done.stderr
+
+
 def _modules_after(argv: list[str]) -> tuple[str, str]:
     """Run ``python -m ferkit ARGV`` in a fresh interpreter; its stdout and stderr."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-c", PROBE.format(argv=["ferkit", *argv])], env=env,
-                          capture_output=True, text=True, timeout=60)
-    return done.stdout, done.stderr
+    return _python(PROBE.format(argv=["ferkit", *argv]))
+
+
+def test_registry_names_and_facts_do_not_import_torch() -> None:
+    out, err = _python(FACTS_PROBE)
+    assert "(8, 16, 32) ['method.params.lam: must be >= 0, got -1']" in out, err
+    assert out.rstrip().endswith("torch imported: False")
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["predict", "--help"], ["--version"]])

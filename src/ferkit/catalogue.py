@@ -113,7 +113,7 @@ def catalogue_source() -> str:
     writer = _Writer()
     blocks = []
     for variable, registry in REGISTRIES.items():
-        entries = registry.catalogue("ferkit.")
+        entries = registry.loaded_catalogue("ferkit.")
         body = writer.source({name: entries[name] for name in sorted(entries)})
         blocks.append(f"{variable} = {body}\n")
     modules = sorted(m for m, name in writer.imports if name is None)
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PATH.name} is out of date: run python -m ferkit.catalogue")
         return 1
     PATH.write_text(text, encoding="utf-8")
-    counts = ", ".join(f"{len(r.catalogue('ferkit.'))} {r.kind}s" for r in REGISTRIES.values())
+    counts = ", ".join(f"{len(r.loaded_catalogue('ferkit.'))} {r.kind}s"
+                       for r in REGISTRIES.values())
     print(f"wrote {PATH} ({counts})")
     return 0
 

@@ -101,7 +101,7 @@ class Registry(Generic[T]):
                                if module else {})
         return self._catalogue
 
-    def catalogue(self, package: str = "") -> dict[str, tuple[str, Any]]:
+    def loaded_catalogue(self, package: str = "") -> dict[str, tuple[str, Any]]:
         """``name -> (module, facts)`` of the loaded entries whose module is in ``package``:
         what a generated catalogue holds."""
         return {name: (entry.__module__, self.info(name)) for name, entry in self._entries.items()
