@@ -48,11 +48,11 @@ def _env(src: Path | str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
 
 
-def run_once(args: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one ``python -m ferkit ARGS``."""
+def run_once(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall and CPU seconds and the exit status of one ``python -m ferkit ARGS``."""
     start, cpu_start = time.perf_counter(), _children_cpu()
-    subprocess.run([sys.executable, "-m", "ferkit", *args], env=env, capture_output=True)
-    return time.perf_counter() - start, _children_cpu() - cpu_start
+    done = subprocess.run([sys.executable, "-m", "ferkit", *args], env=env, capture_output=True)
+    return time.perf_counter() - start, _children_cpu() - cpu_start, done.returncode
 
 
 def imports_torch(args: list[str], env: dict[str, str]) -> bool:
@@ -72,10 +72,11 @@ def time_command(argv: list[str], env: dict[str, str], runs: int,
              for _ in range(runs)]
     walls = [this[0] for this, _ in pairs]
     row = {"wall": statistics.median(walls), "fastest": min(walls),
-           "cpu": statistics.median(this[1] for this, _ in pairs)}
+           "cpu": statistics.median(this[1] for this, _ in pairs), "status": pairs[0][0][2]}
     if baseline_env:
         row["baseline"] = statistics.median(base[0] for _, base in pairs)
         row["ratio"] = statistics.median(this[0] / base[0] for this, base in pairs)
+        row["baseline_status"] = pairs[0][1][2]
     return row
 
 
@@ -105,7 +106,10 @@ def main() -> int:
     for label, row, torch_imported in rows:
         line = (f"| `{label}` | {row['wall']:.2f} | {row['fastest']:.2f} | {row['cpu']:.2f} | "
                 f"{'yes' if torch_imported else 'no'} |")
-        if baseline_env:
+        if baseline_env and row["baseline_status"] != row["status"]:  # e.g. an option it lacks
+            line += (f" exit status {row['baseline_status']} there (this tree: {row['status']}): "
+                     "not the same work | - |")
+        elif baseline_env:
             line += f" {row['baseline']:.2f} | {row['ratio']:.3f} |"
         lines.append(line)
     text = "\n".join(lines) + "\n"
