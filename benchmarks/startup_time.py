@@ -112,6 +112,10 @@ def main() -> int:
         elif baseline_env:
             line += f" {row['baseline']:.2f} | {row['ratio']:.3f} |"
         lines.append(line)
+    over = [f"`{label}`" for label, row, _ in rows if row["wall"] >= GOAL_S]
+    missed = f" (not: {', '.join(over)})" if over else ""
+    lines += ["", f"Median wall clock under the {GOAL_S} s goal: {len(rows) - len(over)} of "
+              f"{len(rows)} commands{missed}."]
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)
