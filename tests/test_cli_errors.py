@@ -299,3 +299,39 @@ def test_edited_checkpoint_metadata_is_refused(tmp_path: Path, capsys, tiny_chec
     code, err = _run(capsys, ["predict", "-c", str(edited), "--no-detect", str(face)])
     assert code == 2 and re.search(rf"^error: {re.escape(str(edited))}: its metadata does not "
                                    rf"hold together \({problem}.*\); it was edited", err)
+
+
+def test_a_user_error_is_one_line_and_exit_2(capsys) -> None:
+    code, err = _run(capsys, ["predict", "--webcam", "0", "photo.jpg"])
+    assert code == 2
+    assert err == ("error: --webcam reads a camera instead of files; leave out photo.jpg "
+                   "(or --webcam)\n")
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug, not bad input"), TypeError("a bug"),
+                                 FileNotFoundError("a bug"), KeyError("a bug")])
+def test_a_programming_error_shows_its_traceback(capsys, monkeypatch, bug: Exception) -> None:
+    from ferkit import cli
+
+    def broken(args: object) -> int:
+        raise bug
+
+    monkeypatch.setattr(cli, "_list", broken)
+    with pytest.raises(type(bug), match="a bug"):  # not turned into exit 2 and one line
+        cli_main(["list"])
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_user_error_kinds_keep_the_builtin_bases_callers_catch() -> None:
+    from ferkit import errors
+    from ferkit.data import DatasetError
+    from ferkit.engine.checkpoint import CheckpointError
+    from ferkit.registry import UnknownNameError
+
+    bases = {errors.ConfigError: ValueError, errors.UsageError: ValueError,
+             errors.DatasetError: RuntimeError, errors.CheckpointError: RuntimeError,
+             errors.MissingFileError: FileNotFoundError, errors.MissingExtra: ImportError,
+             errors.TrainingDiverged: FloatingPointError, UnknownNameError: KeyError}
+    for kind, builtin in bases.items():
+        assert issubclass(kind, errors.FerkitError) and issubclass(kind, builtin), kind
+    assert DatasetError is errors.DatasetError and CheckpointError is errors.CheckpointError

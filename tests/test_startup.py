@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from ferkit.cli import FERKIT_USER_ERRORS, user_errors
-
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 PROBE = """
 import runpy, sys
@@ -96,10 +94,3 @@ def test_public_names_still_import() -> None:
     with pytest.raises(AttributeError, match="module 'ferkit' has no attribute 'nope'"):
         ferkit.nope  # noqa: B018
 
-
-def test_user_errors_name_real_classes() -> None:
-    import importlib
-
-    for module, name in FERKIT_USER_ERRORS:
-        assert issubclass(getattr(importlib.import_module(module), name), Exception)
-    assert len(user_errors()) == 3 + len(FERKIT_USER_ERRORS)  # all imported now

@@ -17,31 +17,12 @@ from typing import TYPE_CHECKING
 
 from ferkit._version import __version__
 from ferkit.config_yaml import protocol_names
+from ferkit.errors import FerkitError, UsageError
 from ferkit.limits import DEFAULT_MAX_PIXELS, SERVE_DECODE_SLOTS, SERVE_MAX_PIXELS
 from ferkit.run_files import RunFiles
 
 if TYPE_CHECKING:
     from ferkit.config import DataConfig
-
-# Errors that are the user's to fix: one line (plus detail lines) and exit code 2; -v adds the
-# traceback. FloatingPointError is the NaN / inf loss stop. ferkit's own error types are named by
-# module so that start-up imports none of them (most modules import torch): an error class whose
-# module was never imported cannot have been raised.
-BUILTIN_USER_ERRORS = (FileNotFoundError, FloatingPointError, ValueError)
-FERKIT_USER_ERRORS = (
-    ("ferkit.config_yaml", "ConfigError"), ("ferkit.data.base", "DatasetError"),
-    ("ferkit.engine.checkpoint", "CheckpointError"), ("ferkit.registry", "UnknownNameError"),
-    ("ferkit.models.weights", "WeightsError"), ("ferkit.inference.faces", "DetectorWeightsError"),
-    ("ferkit.inference.onnx_backend", "OnnxUnavailable"), ("ferkit.inference.video", "VideoUnavailable"),
-    ("ferkit.inference.video", "VideoReadError"))
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """The exception types shown as one line with exit code 2, among the modules imported so far."""
-    loaded = tuple(getattr(sys.modules[module], name) for module, name in FERKIT_USER_ERRORS
-                   if module in sys.modules)
-    return BUILTIN_USER_ERRORS + loaded
-
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (the training loop and the benchmark record it the same)."""
@@ -127,15 +108,16 @@ def _predict(args: argparse.Namespace) -> int:
     from ferkit.inference.files import write_results
     from ferkit.inference.prior import check_tau, parse_prior
     from ferkit.inference.video_files import predict_media, predict_webcam, video_options
+    from ferkit.output_paths import open_output_file
 
     images, checkpoint = list(args.images), args.checkpoint
     if checkpoint is None and images and images[0].endswith((".safetensors", ".onnx")):
         checkpoint = images.pop(0)  # the earlier form: ferkit predict CHECKPOINT IMAGE...
     if not images and args.webcam is None:
-        raise ValueError("ferkit predict needs at least one image, video, folder or glob pattern "
+        raise UsageError("ferkit predict needs at least one image, video, folder or glob pattern "
                          "(or --webcam)")
     if images and args.webcam is not None:
-        raise ValueError(f"--webcam reads a camera instead of files; leave out {images[0]} "
+        raise UsageError(f"--webcam reads a camera instead of files; leave out {images[0]} "
                          "(or --webcam)")
     prior, video = parse_prior(args.prior), video_options(args)
     tau = None if args.tau is None else check_tau(args.tau)
@@ -148,7 +130,8 @@ def _predict(args: argparse.Namespace) -> int:
     common = {"detect": not args.no_detect, "prior": prior, "tau": tau,
               "annotate_dir": args.annotate}
     skipped: list[Path] = []
-    with open(args.summary, "w") if args.summary else nullcontext() as summary_file:
+    summary = open_output_file(args.summary, "--summary") if args.summary else nullcontext()
+    with summary as summary_file:
         results = (predict_webcam(predictor, args.webcam, video, summary_file=summary_file, **common)
                    if args.webcam is not None else
                    predict_media(predictor, images, video, batch_size=args.batch_size,
@@ -192,14 +175,10 @@ def _export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from ferkit.inference.serve import run_server
 
-    try:
-        run_server(args.checkpoint, host=args.host, port=args.port,
-                   backend=_backend(args.backend, args.checkpoint),
-                   device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads,
-                   max_pixels=round(args.max_megapixels * 1e6), **_detector_options(args))
-    except ImportError as err:  # the [serve] or [onnx] extra is missing; the message names it
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run_server(args.checkpoint, host=args.host, port=args.port,
+               backend=_backend(args.backend, args.checkpoint),
+               device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads,
+               max_pixels=round(args.max_megapixels * 1e6), **_detector_options(args))
     return 0
 
 
@@ -487,9 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         return args.func(args)
-    except Exception as err:
-        if not isinstance(err, user_errors()):
-            raise
+    except FerkitError as err:  # the user's to fix: one line (-v adds the traceback); others are bugs
         if args.verbose:
             traceback.print_exc()
         print(f"error: {err}", file=sys.stderr)

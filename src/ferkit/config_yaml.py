@@ -11,12 +11,8 @@ from typing import Any
 
 import yaml
 
+from ferkit.errors import ConfigError
 from ferkit.nested import set_dotted
-
-
-class ConfigError(ValueError):
-    """One or more invalid configuration entries; the message lists all of them."""
-
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

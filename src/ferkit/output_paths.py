@@ -1,13 +1,16 @@
-"""Output folders given by the user (``--output-dir``, ``--out``, ``--annotate``, ``--cam-dir``):
-checked before any work is done, so a path under an existing file is one clear line, not a
-``FileExistsError`` traceback after the work."""
+"""Output folders and files given by the user (``--output-dir``, ``--out``, ``--annotate``,
+``--cam-dir``, ``--summary``): checked before any work is done, so a path under an existing file
+is one clear line, not a ``FileExistsError`` traceback after the work."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TextIO
+
+from ferkit.errors import UsageError
 
 
-class OutputPathError(ValueError):
+class OutputPathError(UsageError):
     """An output path that cannot be a folder (it, or a folder above it, is a file)."""
 
 
@@ -48,3 +51,15 @@ def make_output_folder(path: str | Path, option: str) -> Path:
         raise OutputPathError(f"{option}: cannot create the folder {path} "
                               f"({err.strerror or type(err).__name__}); choose another path") from err
     return path
+
+
+def open_output_file(path: str | Path, option: str) -> TextIO:
+    """``path`` opened for writing text, its folder created; a path that cannot be written is
+    one :class:`OutputPathError` naming ``option``, not an ``OSError`` traceback."""
+    path = Path(path)
+    make_output_folder(path.parent, option)
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as err:
+        raise OutputPathError(f"{option}: cannot write {path} "
+                              f"({err.strerror or type(err).__name__}); choose another path") from err

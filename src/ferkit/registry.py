@@ -14,6 +14,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from ferkit.errors import FerkitError
+
 T = TypeVar("T")
 
 
@@ -23,7 +25,7 @@ def suggest(name: str, choices: list[str] | tuple[str, ...]) -> str:
     return f" Did you mean '{close[0]}'?" if close else ""
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(FerkitError, KeyError):
     """A name that is not registered; the message lists the choices and the closest match."""
 
     def __str__(self) -> str:

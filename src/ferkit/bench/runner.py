@@ -48,6 +48,7 @@ from ferkit.bench.report import write_report
 from ferkit.checks import check_config
 from ferkit.config import ConfigError, RunConfig, to_dict
 from ferkit.engine.checkpoint import atomic_write_text
+from ferkit.errors import FerkitError
 from ferkit.run_files import RunFiles
 from ferkit.run_folder import (
     LOCK,
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 RECORD = "bench_run.json"
 
 
-class BenchError(ValueError):
+class BenchError(FerkitError, ValueError):
     """The benchmark cannot proceed as asked (e.g. a run folder holds a different config)."""
 
 

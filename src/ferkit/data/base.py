@@ -19,10 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ferkit.data.fingerprint import fingerprint_files
-
-
-class DatasetError(RuntimeError):
-    """A dataset root, label file or image that cannot be used; the message says how to fix it."""
+from ferkit.errors import DatasetError
 
 
 def decode_image(path: Path | str, channels: int = 3) -> np.ndarray:

@@ -12,11 +12,12 @@ from ferkit.cam import class_activation_maps
 from ferkit.config_checks import DEVICE
 from ferkit.data.loader import BatchLoader
 from ferkit.data.transforms import normalize, to_float
+from ferkit.errors import UsageError
 from ferkit.losses.consistency import flip_x
 from ferkit.metrics import confusion_matrix, per_class_report
 
 
-class DeviceError(ValueError):
+class DeviceError(UsageError):
     """A device name this build or machine cannot run on."""
 
 

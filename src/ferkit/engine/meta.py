@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferkit.errors import CheckpointError
+
 FORMAT_VERSION = 1
 REQUIRED = ("class_names", "num_classes", "image_size", "mean", "std", "backbone", "method",
             "class_counts")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or does not fit the model it is loaded into."""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from ferkit.engine.evaluate import (
 )
 from ferkit.engine.meta import ModelMeta
 from ferkit.engine.optim import build_optimizer, build_scheduler
+from ferkit.errors import ConfigError, TrainingDiverged
 from ferkit.methods.base import Method, StepOutput
 from ferkit.run_files import RunFiles
 from ferkit.tempfiles import remove_dead_temp_files
@@ -199,7 +200,7 @@ def fit(
     if train_cfg.max_steps_per_epoch:
         steps = min(steps, train_cfg.max_steps_per_epoch)
     if steps == 0:
-        raise ValueError(
+        raise ConfigError(
             f"the training set ({len(train_loader.labels)} images over {dist.world_size} "
             f"process(es)) is smaller than one batch ({train_loader.batch_size}); lower "
             "data.batch_size")
@@ -256,7 +257,7 @@ def fit(
             if step % 20 == 0 or step == epoch_steps - 1:
                 loss = out.loss.item()
                 if not math.isfinite(loss):
-                    raise FloatingPointError(
+                    raise TrainingDiverged(
                         f"training stopped: the loss is {loss} at epoch {epoch + 1}, step {step}; "
                         "lower optim.lr or set train.grad_clip, then re-run with --overwrite "
                         "(or a new --output-dir)")

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ferkit.errors import CheckpointError
+
 TEMPLATE_FILE = "ferplus_template.json"
 
 
@@ -83,6 +85,6 @@ def template_from_meta(meta: dict[str, Any]) -> np.ndarray:
         return default_template()
     template = np.asarray(value, dtype=np.float64)
     if template.shape != (5, 2):
-        raise ValueError(f"checkpoint meta 'align_template' must be 5 (x, y) pairs in [0, 1], got "
+        raise CheckpointError(f"checkpoint meta 'align_template' must be 5 (x, y) pairs in [0, 1], got "
                          f"shape {template.shape}; remove the key to use the packaged default")
     return template

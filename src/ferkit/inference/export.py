@@ -27,6 +27,7 @@ from torch import nn
 from ferkit.cam import class_activation_maps
 from ferkit.data import DATASETS, DatasetError, SplitNotAvailable
 from ferkit.engine.checkpoint import ModelMeta, load_model
+from ferkit.errors import UsageError
 from ferkit.inference.onnx_backend import (
     CAMS,
     INPUT_NAME,
@@ -153,9 +154,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, tolerance: float = DEFA
     """
     out = Path(out)
     if exporter not in EXPORTERS:
-        raise ValueError(f"unknown exporter '{exporter}'; use one of {', '.join(EXPORTERS)}")
+        raise UsageError(f"unknown exporter '{exporter}'; use one of {', '.join(EXPORTERS)}")
     if out.suffix != ".onnx":
-        raise ValueError(f"--out must end in .onnx, got {out}")
+        raise UsageError(f"--out must end in .onnx, got {out}")
     if out.is_dir():
         raise OutputPathError(f"--out: {out} is a folder; give the .onnx file to write")
     check_output_folder(out.parent, "--out")

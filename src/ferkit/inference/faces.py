@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ferkit.errors import FerkitError, UsageError
 from ferkit.inference.mtcnn_boxes import nms, regress, square
 from ferkit.inference.mtcnn_nets import ONet, PNet, RNet
 from ferkit.inference.mtcnn_onnx import OnnxStages
@@ -71,7 +72,7 @@ class Face:
     score: float
 
 
-class DetectorWeightsError(RuntimeError):
+class DetectorWeightsError(FerkitError, RuntimeError):
     """The MTCNN weight files are missing or are not the expected files."""
 
 
@@ -103,20 +104,20 @@ def load_weight_file(path: Path, name: str) -> dict[str, torch.Tensor]:
 
 
 def check_backend(backend: str) -> None:
-    """Raise ValueError for a detector backend that is not one of :data:`BACKENDS`."""
+    """Raise UsageError for a detector backend that is not one of :data:`BACKENDS`."""
     if backend not in BACKENDS:
-        raise ValueError(f"unknown detector backend '{backend}'; use one of {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown detector backend '{backend}'; use one of {', '.join(BACKENDS)}")
 
 
 def check_detector_options(min_face: float, det_threshold: float, backend: str = "auto") -> None:
-    """Raise ValueError naming the option when the detector's knobs are out of range."""
+    """Raise UsageError naming the option when the detector's knobs are out of range."""
     check_backend(backend)
     low, high = MIN_FACE_RANGE
     if not low <= min_face <= high:  # also False for NaN
-        raise ValueError(f"min_face (--min-face) must be between {low:g} and {high:g} pixels, got "
+        raise UsageError(f"min_face (--min-face) must be between {low:g} and {high:g} pixels, got "
                          f"{min_face:g}: faces smaller than {low:g} px are too small to read")
     if not 0.0 < det_threshold < 1.0:
-        raise ValueError(f"det_threshold (--det-threshold) must be above 0 and below 1, got "
+        raise UsageError(f"det_threshold (--det-threshold) must be above 0 and below 1, got "
                          f"{det_threshold:g}: it is the face probability a detection needs "
                          f"(default {DEFAULT_THRESHOLDS[2]:g})")
 

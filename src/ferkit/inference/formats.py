@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ferkit.errors import UsageError
 from ferkit.inference.results import LANDMARK_NAMES, FaceResult, ImageResult
 from ferkit.inference.tracking import format_summary
 
@@ -149,7 +150,7 @@ def write_results(results: Iterable[ImageResult], class_names: Sequence[str], fm
     summary goes to ``out`` in the table format, to ``err`` in the others."""
     out, err = out or sys.stdout, err or sys.stderr
     if fmt not in FORMATS:
-        raise ValueError(f"output format '{fmt}' unknown; use one of {', '.join(FORMATS)}")
+        raise UsageError(f"output format '{fmt}' unknown; use one of {', '.join(FORMATS)}")
     tally, first = Tally(), True
     for result in results:
         if result.tracks is not None:

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ferkit.errors import CheckpointError, MissingExtra, MissingFileError, UsageError
+
 INPUT_NAME = "images"
 LOGITS, CAMS = "logits", "cams"  # output names; CAMS only where Method.head_cams
 META_KEY = "ferkit"
@@ -33,7 +35,7 @@ PORTABLE_KEYS = ("class_names", "num_classes", "image_size", "channels", "mean",
 INSTALL_HINT = 'pip install "ferkit[onnx]"'
 
 
-class OnnxUnavailable(ImportError):
+class OnnxUnavailable(MissingExtra):
     """onnx / onnxruntime / onnxscript are not installed (they are the optional ``[onnx]`` extra)."""
 
 
@@ -119,7 +121,7 @@ class OnnxNet:
         ort = require("onnxruntime", "the ONNX backend")
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {self.path} (write one with "
+            raise MissingFileError(f"ONNX model not found: {self.path} (write one with "
                                     "`ferkit export CHECKPOINT --out model.onnx`)")
         options = ort.SessionOptions()
         if threads:
@@ -129,10 +131,10 @@ class OnnxNet:
             self.session = ort.InferenceSession(str(self.path), options,
                                                 providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own untyped errors
-            raise ValueError(f"cannot load ONNX model {self.path}: {err}") from err
+            raise CheckpointError(f"cannot load ONNX model {self.path}: {err}") from err
         props = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in props:
-            raise ValueError(f"{self.path} is an ONNX model but not one written by ferkit export "
+            raise CheckpointError(f"{self.path} is an ONNX model but not one written by ferkit export "
                              f"(no '{META_KEY}' metadata); export it with `ferkit export`")
         self.meta: dict[str, Any] = json.loads(props[META_KEY])
         self.output_names = {output.name for output in self.session.get_outputs()}
@@ -150,7 +152,7 @@ class OnnxNet:
         """Normalised ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``.
 
         Raises:
-            ValueError: the file has no ``cams`` output (exported from a method whose maps mean
+            UsageError: the file has no ``cams`` output (exported from a method whose maps mean
                 nothing, such as rul or fan).
         """
         return self.logits_and_cams(batch)[1]
@@ -158,7 +160,7 @@ class OnnxNet:
     def logits_and_cams(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`logits` and :meth:`cams` of one batch from one run of the network."""
         if CAMS not in self.output_names:
-            raise ValueError(f"{self.path} has no '{CAMS}' output: its method classifies through "
+            raise UsageError(f"{self.path} has no '{CAMS}' output: its method classifies through "
                              "its own head, so it has no attention maps")
         logits, cams = self._run(batch, LOGITS, CAMS)
         return logits, cams

@@ -24,6 +24,7 @@ from PIL import Image
 
 from ferkit.engine.checkpoint import CheckpointError, ModelMeta, load_model
 from ferkit.engine.evaluate import resolve_device
+from ferkit.errors import UsageError
 from ferkit.inference.align import align_face, template_from_meta
 from ferkit.inference.attention import attention_figure, stack_figures
 from ferkit.inference.export import export_onnx
@@ -148,11 +149,11 @@ class Predictor:
                 class).
         """
         if backend not in ("torch", "onnx"):
-            raise ValueError(f"unknown backend '{backend}'; use 'torch' or 'onnx'")
+            raise UsageError(f"unknown backend '{backend}'; use 'torch' or 'onnx'")
         if backend == "onnx":
             return cls._onnx_from_any(Path(path), threads, warn_synthetic, **detector)
         if Path(path).suffix == ".onnx":
-            raise ValueError(f"{path} is an ONNX file; load it with backend='onnx' "
+            raise UsageError(f"{path} is an ONNX file; load it with backend='onnx' "
                              "(CLI: --backend onnx) or Predictor.from_onnx")
         loaded = load_model(path)
         if warn_synthetic:
@@ -238,14 +239,14 @@ class Predictor:
         """Normalised float ``[B, 3, S, S]`` -> class activation maps ``[B, K, h, w]``.
 
         Raises:
-            ValueError: the method classifies through another head than ``model.head``.
+            UsageError: the method classifies through another head than ``model.head``.
         """
         self._require_cams()
         return self.net.cams(batch)
 
     def _require_cams(self) -> None:
         if not self.has_cams:
-            raise ValueError(f"method '{self.meta.get('method')}' does not classify with the "
+            raise UsageError(f"method '{self.meta.get('method')}' does not classify with the "
                              "linear head the attention maps are computed from, so its maps "
                              "would show nothing; leave out --cam-dir for this checkpoint")
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from ferkit.errors import UsageError
+
 Prior = str | Sequence[float]
 MAX_TAU = 10.0  # tau in [0, MAX_TAU]: 1 is the exact correction; far above it means nothing
 DEFAULT = "default"  # the checkpoint's recommended prior (metadata ``deploy_prior``)
@@ -32,10 +34,10 @@ def check_tau(tau: float) -> float:
     """``tau`` if it is a finite number in ``[0, MAX_TAU]``.
 
     Raises:
-        ValueError: naming the value and the range.
+        UsageError: naming the value and the range.
     """
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0 <= tau <= MAX_TAU:
-        raise ValueError(f"tau must be a number in [0, {MAX_TAU:g}] (1 = the exact prior "
+        raise UsageError(f"tau must be a number in [0, {MAX_TAU:g}] (1 = the exact prior "
                          f"correction, 0 = none), got {tau}")
     return float(tau)
 
@@ -63,7 +65,7 @@ def log_target_prior(prior: Prior, train_counts: Sequence[float]) -> torch.Tenso
     that any finite positive values work (no overflow of their sum, no log of 0).
 
     Raises:
-        ValueError: unknown name, wrong number of values, or a value that is not a finite
+        UsageError: unknown name, wrong number of values, or a value that is not a finite
             positive number.
     """
     counts = torch.as_tensor(list(train_counts), dtype=torch.float64)
@@ -75,12 +77,12 @@ def log_target_prior(prior: Prior, train_counts: Sequence[float]) -> torch.Tenso
         elif prior == "uniform":
             values = torch.ones_like(counts)
         else:
-            raise ValueError(f"prior '{prior}' unknown; use 'default', 'train', 'uniform' or "
+            raise UsageError(f"prior '{prior}' unknown; use 'default', 'train', 'uniform' or "
                              f"{len(counts)} comma-separated class frequencies (e.g. 1,1,2,...)")
     else:
         values = torch.as_tensor(list(prior), dtype=torch.float64)
         if values.shape != counts.shape or not (torch.isfinite(values) & (values > 0)).all():
-            raise ValueError(f"prior needs {len(counts)} finite positive values (one per class), "
+            raise UsageError(f"prior needs {len(counts)} finite positive values (one per class), "
                              f"got {list(prior)}")
     log_values = values.log()
     return log_values - torch.logsumexp(log_values, dim=0)
@@ -121,7 +123,7 @@ def parse_prior(text: str | None, num_classes: int | None = None) -> Prior:
     class frequencies, ``num_classes`` of them when that is given.
 
     Raises:
-        ValueError: anything else, in one line saying what is allowed.
+        UsageError: anything else, in one line saying what is allowed.
     """
     text = (text or DEFAULT).strip()
     if text in NAMES:
@@ -133,6 +135,6 @@ def parse_prior(text: str | None, num_classes: int | None = None) -> Prior:
     if (not values or len(values) != (num_classes or len(values))
             or not all(math.isfinite(v) and v > 0 for v in values)):
         count = f"{num_classes} " if num_classes else ""
-        raise ValueError(f"prior '{text}' is not valid: use 'default', 'train', 'uniform' or "
+        raise UsageError(f"prior '{text}' is not valid: use 'default', 'train', 'uniform' or "
                          f"{count}finite positive comma-separated class frequencies")
     return values

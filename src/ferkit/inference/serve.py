@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 from ferkit.cam import normalized_cams
+from ferkit.errors import MissingExtra
 from ferkit.inference.faces import DEFAULT_MIN_FACE, DEFAULT_THRESHOLDS
 from ferkit.inference.images import ImageReadError, check_pixels
 from ferkit.inference.predictor import Predictor
@@ -88,7 +89,7 @@ def _starlette() -> None:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as err:
-        raise ImportError('ferkit serve needs starlette and uvicorn; install the optional extra: '
+        raise MissingExtra('ferkit serve needs starlette and uvicorn; install the optional extra: '
                           'pip install "ferkit[serve]"') from err
 
 

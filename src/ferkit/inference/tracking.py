@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ferkit.errors import UsageError
+
 if TYPE_CHECKING:
     from ferkit.inference.results import FaceResult
 
@@ -89,7 +91,7 @@ class Tracker:
     def __init__(self, min_iou: float = 0.2, max_shift: float = 1.0, max_speed: float = 2.0,
                  max_gap: float = 1.0) -> None:
         if not 0 < min_iou <= 1 or min(max_shift, max_speed, max_gap) < 0:
-            raise ValueError(f"tracker settings min_iou={min_iou}, max_shift={max_shift}, max_speed="
+            raise UsageError(f"tracker settings min_iou={min_iou}, max_shift={max_shift}, max_speed="
                              f"{max_speed}, max_gap={max_gap}: need 0 < min_iou <= 1 and the others >= 0")
         self.min_iou, self.max_shift, self.max_speed = min_iou, max_shift, max_speed
         self.max_gap = max_gap
@@ -170,7 +172,7 @@ class Smoothing:
             value = math.nan
         if (kind == "ema" and 0 < value <= 1) or (kind == "window" and value >= 1 and value.is_integer()):
             return cls(kind, value)
-        raise ValueError(f"smoothing '{text}' is not valid: use {SMOOTHING_FORMS}, or 'none'")
+        raise UsageError(f"smoothing '{text}' is not valid: use {SMOOTHING_FORMS}, or 'none'")
 
 
 class TrackSmoother:

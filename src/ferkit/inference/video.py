@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ferkit.errors import FerkitError, MissingExtra, UsageError
 from ferkit.inference.prior import DEFAULT, Prior
 from ferkit.inference.tracking import Smoothing, Tracker, TrackSmoother
 
@@ -30,11 +31,11 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpe
                   ".3gp", ".ts", ".mts", ".ogv", ".y4m")
 
 
-class VideoUnavailable(ImportError):
+class VideoUnavailable(MissingExtra):
     """PyAV (the ``[video]`` extra) is not installed."""
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(FerkitError, RuntimeError):
     """A video that is missing, unreadable, empty, truncated, or a camera that is absent."""
 
 
@@ -90,7 +91,7 @@ class VideoOptions:
         if self.smoothing is not None and Smoothing.parse(self.smoothing) and not self.track:
             problems.append("smoothing works per track: it needs track=True")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise UsageError("; ".join(problems))
 
 
 @dataclass

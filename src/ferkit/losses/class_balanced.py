@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ferkit.errors import DatasetError
+
 
 def check_class_counts(
     class_counts: Sequence[int] | torch.Tensor, class_names: Sequence[str] | None = None
@@ -19,13 +21,13 @@ def check_class_counts(
     """Validate training class counts and return them as a float64 tensor ``[K]``.
 
     Raises:
-        ValueError: a class has no training images (its weight would be infinite).
+        DatasetError: a class has no training images (its weight would be infinite).
     """
     counts = torch.as_tensor(class_counts, dtype=torch.float64)
     empty = [int(i) for i in torch.nonzero(counts <= 0).flatten()]
     if empty:
         names = [class_names[i] if class_names else f"class {i}" for i in empty]
-        raise ValueError(
+        raise DatasetError(
             f"no training images for {', '.join(names)} (class counts {counts.long().tolist()}): "
             "class-balanced weights would be infinite. Use a training set that contains every "
             "class, or set data.num_classes to drop the class (e.g. 7 instead of 8 for contempt)."

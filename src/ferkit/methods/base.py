@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ferkit.data.loader import Sampler
+from ferkit.errors import ConfigError
 from ferkit.methods.registry import (  # noqa: F401  (re-exported: the registry and its checks)
     METHODS,
     RESERVED,
@@ -113,11 +114,11 @@ def create_method(
     params: dict[str, Any] | None = None,
 ) -> Method:
     """Build a registered method; unknown or mistyped parameters and values outside the declared
-    ``param_constraints`` raise ValueError before anything is built (the same check the config
+    ``param_constraints`` raise ConfigError before anything is built (the same check the config
     runs before any data is read), so constructors trust their arguments."""
     params = dict(params or {})
     errors = check_method_params(name, params)
     if errors:
-        raise ValueError("\n".join(errors))
+        raise ConfigError("\n".join(errors))
     return METHODS.create(name, model=model, class_counts=class_counts, num_samples=num_samples,
                           **params)

@@ -14,6 +14,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
+from ferkit.errors import ConfigError
 from ferkit.losses import weighted_cross_entropy
 from ferkit.methods.base import METHODS, Method, StepOutput
 from ferkit.models.classifier import FERClassifier
@@ -41,12 +42,12 @@ class MapLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, C*h*w]
         if x.shape[1] != self.in_features:
             if self._fixed:
-                raise ValueError(
+                raise ConfigError(
                     f"uncertainty head expects a flattened map of {self.in_features} values, got "
                     f"{x.shape[1]}: the input size changed since the head was built. Use the "
                     "training image size, or set method.params.feature_hw.")
             if torch_dist.is_available() and torch_dist.is_initialized():
-                raise ValueError("under DDP set method.params.feature_hw (the backbone's feature "
+                raise ConfigError("under DDP set method.params.feature_hw (the backbone's feature "
                                  "map side, e.g. 7 for ResNet at 224x224, 4 at 112x112)")
             self._resize(x.shape[1])
             self.reset_parameters()

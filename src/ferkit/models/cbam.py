@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ferkit.errors import ConfigError
 from ferkit.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 
 
@@ -90,7 +91,7 @@ def add_cbam_to_resnet(backbone: nn.Module, reduction: int = 16, kernel_size: in
         ValueError: ``backbone`` is not a ferkit ResNet (resnet18 / resnet50).
     """
     if not isinstance(backbone, ResNet):
-        raise ValueError(
+        raise ConfigError(
             f"CBAM in every residual block needs a ResNet backbone (resnet18, resnet50); got "
             f"{type(backbone).__name__}. Use cbam_placement='last' for other backbones."
         )

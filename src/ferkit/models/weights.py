@@ -23,6 +23,7 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
+from ferkit.errors import FerkitError, MissingFileError
 from ferkit.models.backbones.base import (
     BACKBONES,
     OnlineWeights,
@@ -53,8 +54,8 @@ KNOWN_SOURCES: Mapping[str, str] = MappingProxyType({
 })
 
 
-class WeightsError(RuntimeError):
-    """Base class of weight-loading errors."""
+class WeightsError(FerkitError, RuntimeError):
+    """Base class of weight-loading errors (a file or source the user named)."""
 
 
 class UnsafeWeightsError(WeightsError):
@@ -98,12 +99,12 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read tensors from a ``.safetensors`` or torch file without running pickled code.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        MissingFileError: ``path`` does not exist.
         UnsafeWeightsError: the torch file holds anything but tensors and plain containers.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"weights file not found: '{path}'. Pass an existing .pth/.pt/.safetensors file, "
             f"or one of the known sources: {', '.join(k for k in KNOWN_SOURCES if k[0] != '<')}.")
     if path.suffix == ".safetensors":
@@ -353,7 +354,7 @@ def load_pretrained(net: nn.Module, backbone_name: str, source: str | Path) -> L
     """Fill a freshly built backbone from ``source`` ("imagenet" or a file path), strictly.
 
     Raises:
-        FileNotFoundError: ``source`` is neither a known source nor an existing file.
+        MissingFileError: ``source`` is neither a known source nor an existing file.
         UnsafeWeightsError, WeightsMismatchError, WeightsUnavailableError: see their docs.
     """
     if source == "imagenet":
@@ -362,7 +363,7 @@ def load_pretrained(net: nn.Module, backbone_name: str, source: str | Path) -> L
         path = Path(source)
         if not path.is_file() and not path.suffix:
             hint = suggest(str(source), [k for k in KNOWN_SOURCES if k[0] != "<"])
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"pretrained='{source}' is neither a known source (imagenet) nor an existing "
                 f"file.{hint} Pass 'imagenet' or a path to a .pth/.safetensors file.")
         state_dict, label = _backbone_part(load_state_dict_file(path)), f"'{path}'"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ferkit.errors import ConfigError
 from ferkit.models.backbones.base import (
     BACKBONES,
     DILATED_STRIDES,
@@ -105,7 +106,7 @@ class MobileNetV2(nn.Module):
                  output_stride: int = 32) -> None:
         super().__init__()
         if width_mult <= 0:
-            raise ValueError(f"width_mult must be > 0, got {width_mult}")
+            raise ConfigError(f"width_mult must be > 0, got {width_mult}")
         check_output_stride(output_stride)
         in_planes = make_divisible(32 * width_mult)
         self.num_features: int = make_divisible(1280 * max(1.0, width_mult))

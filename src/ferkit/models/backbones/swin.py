@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ferkit.errors import ConfigError, UsageError
 from ferkit.models.backbones.base import BACKBONES, OnlineWeights
 
 
@@ -211,7 +212,7 @@ def stage_resolutions(img_size: int, patch_size: int, window: int, num_stages: i
     if not fits:
         below = (img_size // unit) * unit
         hint = f"{below} or {below + unit}" if below else f"{unit}"
-        raise ValueError(
+        raise ConfigError(
             f"Swin img_size={img_size} with patch_size={patch_size} and window_size={window} "
             f"gives token grids {[img_size / patch_size / 2**i for i in range(num_stages)]}; "
             f"each must be an even split and a multiple of {window} (or at most {window}). "
@@ -267,7 +268,7 @@ class SwinTransformer(nn.Module):
 
     def _check_size(self, images: torch.Tensor) -> torch.Tensor:
         if tuple(images.shape[-2:]) != (self.img_size, self.img_size):
-            raise ValueError(
+            raise UsageError(
                 f"this Swin backbone was built for {self.img_size}x{self.img_size} input, got "
                 f"{images.shape[-2]}x{images.shape[-1]}; create it with "
                 f"img_size={images.shape[-1]} (or resize the images)")
