@@ -83,7 +83,6 @@ BAD_VALUES = {
     "data.augment.saturation": 1.5, "data.augment.randaugment_ops": -1,
     "data.augment.randaugment_magnitude": -1, "data.augment.randaugment_bins": 1,
     "train.eval_every": 0, "train.num_threads": 0, "seed": -1, "train.cam_diagnostics": -1,
-    "model.output_stride": 12,
 }
 
 

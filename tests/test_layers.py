@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # CONTRIBUTING.md's table: a module (or package) may import its own layer and those below
 LAYERS = {
     "ferkit._version": 0, "ferkit.errors": 0, "ferkit.registry": 0, "ferkit.tempfiles": 0,
-    "ferkit.nested": 0, "ferkit.run_files": 0, "ferkit.lazy": 0,
+    "ferkit.nested": 0, "ferkit.ranges": 0, "ferkit.run_files": 0, "ferkit.lazy": 0,
     "ferkit.config": 1, "ferkit.config_types": 1, "ferkit.config_checks": 1,
     "ferkit.config_yaml": 1,
     "ferkit.params": 2, "ferkit.provenance": 2, "ferkit.metrics": 2, "ferkit.cam": 2,
@@ -31,7 +31,7 @@ LAYERS = {
 # the bottom layer: it may import only these (stdlib-only helpers) and each other
 CONFIG_LAYER = {"ferkit.config", "ferkit.config_checks", "ferkit.config_types",
                 "ferkit.config_yaml"}
-FOUNDATION = {"ferkit._version", "ferkit.errors", "ferkit.nested",
+FOUNDATION = {"ferkit._version", "ferkit.errors", "ferkit.nested", "ferkit.ranges",
               "ferkit.registry", "ferkit.run_files", "ferkit.tempfiles"}
 
 

@@ -117,7 +117,8 @@ def test_config_rejects_a_stride_the_backbone_lacks(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="model.output_stride: backbone 'tiny_cnn' supports 8; "
                                           "got 16"):
         load_config(None, tiny_overrides(tmp_path / "run", **{"model.output_stride": 16}))
-    with pytest.raises(ConfigError, match="model.output_stride: must be 8, 16, 32 or null"):
+    with pytest.raises(ConfigError, match=r"model.output_stride: 12 is not one of "
+                                          r"\[8, 16, 32, None\]. Did you mean '32'\?"):
         load_config(None, ["model.output_stride=12"])
 
 

@@ -21,6 +21,21 @@ def test_range_bounds_and_text() -> None:
     assert half_open.error(0) is None and half_open.error(1.0) == "must be in [0, 1), got 1.0"
     assert Range(0, 1, low_open=True).error(0) == "must be in (0, 1], got 0"
     assert Range(high=2, high_open=True).error(2) == "must be < 2, got 2"
+    assert Range(0).error(float("nan")) == "must be >= 0, got nan"
+
+
+def test_range_of_sequences_and_null() -> None:
+    each = Range(0, 1, each=True)
+    assert each.error([0, 1]) is None and each.error([0.5, 2]) == "must be in [0, 1] each, got [0.5, 2]"
+    pair = Range(0, 1, low_open=True, each=True, ascending=True)
+    assert pair.error([0.2, 1.0]) is None
+    assert pair.error([0.9, 0.5]) == ("must be [low, high] with low <= high, in (0, 1] each, "
+                                      "got [0.9, 0.5]")
+    assert Range(1).error(None) == "must be >= 1, got None"
+    assert Range(1, null="").error(None) is None and Range(1, null="").error(0) == \
+        "must be >= 1 or null, got 0"
+    assert Range(0, low_open=True, null="no clipping").error(-1.0) == \
+        "must be > 0 or null (no clipping), got -1.0"
 
 
 def test_matches_by_annotation() -> None:

@@ -26,7 +26,7 @@ def registry_errors(cfg: RunConfig) -> list[str]:
     errors = data_config_errors(cfg.data)
     if cfg.model.backbone not in BACKBONES:
         errors.append(f"model.backbone: {BACKBONES.unknown(cfg.model.backbone)}")
-    elif cfg.model.output_stride in (8, 16, 32):  # other values fail the range rule already
+    elif cfg.model.output_stride in (8, 16, 32):  # other values fail CHOICES already
         errors += [e for e in [output_stride_error(cfg.model.backbone, cfg.model.output_stride)]
                    if e]
     errors += check_method_params(cfg.method.name, cfg.method.params)

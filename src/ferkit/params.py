@@ -4,7 +4,8 @@ Methods (``method.params``) and datasets (``data.options``) take their extra set
 arguments of a typed constructor. :func:`signature_params` reads those arguments, and
 :func:`check_params` checks a mapping against them before anything is built: unknown names (with
 a did-you-mean), values of the wrong type (``lam="x"`` for a ``float``), and values outside a
-declared :class:`Range` or tuple of choices. Every problem comes back as one line, so callers can
+declared :class:`~ferkit.ranges.Range` (the same range type the config checks use) or tuple of
+choices. Every problem comes back as one line, so callers can
 report them all at once.
 """
 
@@ -17,41 +18,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ferkit.ranges import Range
 from ferkit.registry import suggest
 
 _EMPTY = inspect.Parameter.empty
 # A declared constraint: a Range, or a tuple of allowed values.
 Constraint = typing.Union["Range", tuple]
-
-
-@dataclass(frozen=True)
-class Range:
-    """Numeric bounds of a parameter: ``low <= value <= high`` (``<`` where the side is open).
-
-    Example:
-        >>> Range(0, 1, high_open=True).error(1.0)
-        'must be in [0, 1), got 1.0'
-    """
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def __str__(self) -> str:
-        if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        if self.low is None:
-            return f"{'<' if self.high_open else '<='} {self.high:g}"
-        return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
-                f"{')' if self.high_open else ']'}")
-
-    def error(self, value: float) -> str | None:
-        """Why ``value`` is out of range (``must be ...``), or None when it fits."""
-        below = self.low is not None and (value < self.low or (self.low_open and value == self.low))
-        above = self.high is not None and (value > self.high
-                                           or (self.high_open and value == self.high))
-        return f"must be {self}, got {value!r}" if below or above else None
 
 
 @dataclass(frozen=True)
