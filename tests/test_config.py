@@ -177,3 +177,37 @@ def test_binary_yaml_file_is_one_clear_error(tmp_path: Path) -> None:
     recipe.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
     with pytest.raises(ConfigError, match=rf"{recipe}: not a text \(UTF-8\) YAML file: byte 0"):
         load_config(recipe)
+
+
+def test_a_config_is_checked_once_and_again_after_a_change(monkeypatch) -> None:
+    from ferkit import checks
+
+    cfg = load_config(None, ["train.epochs=2"])
+    assert checks.was_checked(cfg)
+    assert not checks.was_checked(RunConfig())  # built in Python: ferkit.train checks it
+    assert not checks.was_checked(load_config(None, [], registries=False))
+    seen: list[RunConfig] = []
+    monkeypatch.setattr(checks, "check_config", seen.append)
+    checks.ensure_checked(cfg)
+    assert seen == []  # load_config's check stands
+    cfg.train.epochs = 0
+    checks.ensure_checked(cfg)
+    assert seen == [cfg]
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="train.epochs: must be > 0, got 0"):
+        checks.ensure_checked(cfg)
+    cfg.train.epochs = 3
+    checks.ensure_checked(cfg)
+    assert checks.was_checked(cfg)
+
+
+def test_train_checks_a_config_built_in_python(tmp_path: Path) -> None:
+    import dataclasses
+
+    from ferkit import api
+
+    cfg = RunConfig(output_dir=str(tmp_path / "run"))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=0))
+    with pytest.raises(ConfigError, match="train.epochs: must be > 0, got 0"):
+        api.train(cfg)
+    assert not (tmp_path / "run").exists()  # refused before anything was written

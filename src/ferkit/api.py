@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ferkit.checks import check_config, registry_errors  # noqa: F401  (ferkit.api names)
+from ferkit.checks import check_config, ensure_checked, registry_errors  # noqa: F401  (ferkit.api names)
 from ferkit.config import (
     ConfigError,
     DataConfig,
@@ -129,7 +129,7 @@ def train(cfg: RunConfig, overwrite: bool = False) -> FitResult:
         cfg: the resolved run config (``output_dir`` None: :func:`default_output_dir`).
         overwrite: delete the run files already in ``output_dir`` and start from scratch.
     """
-    check_config(cfg)
+    ensure_checked(cfg)  # a config from load_config was checked there
     cfg = _resolved_config(cfg)
     output_dir = check_output_folder(cfg.output_dir, "output_dir")
     device = resolve_device(cfg.train.device, "train.device")

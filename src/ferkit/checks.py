@@ -3,7 +3,8 @@ knows no dataset, backbone or method) and the code that builds them.
 
 :func:`load_config` is :func:`ferkit.config.resolve_config` plus :func:`registry_errors`, so one
 report lists every problem of a recipe; :func:`check_config` runs the same checks on a config
-built in Python.
+built in Python. Both remember the values they passed, so :func:`ensure_checked` (what
+``ferkit.train`` calls) checks a config only when no check has seen it as it is now.
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ def registry_errors(cfg: RunConfig) -> list[str]:
     return errors
 
 
+_CHECKED = "_ferkit_checked"  # attribute of a passed config: its values (repr) as checked
+
+
+def _mark_checked(cfg: RunConfig) -> RunConfig:
+    setattr(cfg, _CHECKED, repr(cfg))
+    return cfg
+
+
+def was_checked(cfg: RunConfig) -> bool:
+    """Whether :func:`check_config` or :func:`load_config` passed ``cfg`` with the values it
+    holds now (a config changed since, or built in Python, was not)."""
+    return getattr(cfg, _CHECKED, None) == repr(cfg)
+
+
 def check_config(cfg: RunConfig) -> None:
     """Every value and registry check of a built config, all errors at once.
 
@@ -48,6 +63,14 @@ def check_config(cfg: RunConfig) -> None:
     errors = validate(cfg) + registry_errors(cfg)
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+    _mark_checked(cfg)
+
+
+def ensure_checked(cfg: RunConfig) -> None:
+    """:func:`check_config`, unless a check already passed ``cfg`` as it is (the usual case:
+    a config from :func:`load_config`, which checked it with the recipe's line numbers)."""
+    if not was_checked(cfg):
+        check_config(cfg)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -63,7 +86,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         ConfigError: listing every unknown key (with suggestions) and invalid value, each with
             where it was set (``--set`` or the recipe file).
     """
-    return resolve_config(path, overrides, registry_errors if registries else None)
+    if not registries:
+        return resolve_config(path, overrides)
+    return _mark_checked(resolve_config(path, overrides, registry_errors))
 
 
-__all__ = ["check_config", "load_config", "registry_errors"]
+__all__ = ["check_config", "ensure_checked", "load_config", "registry_errors", "was_checked"]
