@@ -155,6 +155,31 @@ def training_length(train_cfg: TrainConfig, steps_per_epoch: int) -> tuple[int, 
     return train_cfg.epochs, train_cfg.epochs * steps_per_epoch
 
 
+@dataclass
+class _Training:
+    """What every epoch of one :func:`fit` reads: built once by :func:`_prepare`."""
+
+    method: Method
+    model: torch.nn.Module  # ``method``, or its DDP wrapper (the forward of a training step)
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype (None: full precision)
+    train_loader: BatchLoader
+    val_loader: BatchLoader | None
+    train_cfg: TrainConfig
+    augment: AugmentConfig | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+    seed: int
+    dist: DistInfo
+    steps: int  # optimiser steps of a full epoch
+    epochs: int
+    total_steps: int
+
+
 def fit(
     method: Method,
     train_loader: BatchLoader,
@@ -187,13 +212,44 @@ def fit(
     """
     dist = dist or DistInfo()
     meta = meta if isinstance(meta, ModelMeta) else ModelMeta.from_dict(meta)
+    run = _prepare(method, train_loader, val_loader, optim_cfg, train_cfg, augment, mean, std,
+                   class_names, seed, dist)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main:  # temp files of a killed earlier run are never read: reclaim their space
+        remove_dead_temp_files(output_dir)
+    history = _resume(run, RunFiles(output_dir).last)
+    best_score = max((r["selection_score"] for r in history if r.get("val")), default=-1.0)
+    writer = _tensorboard(output_dir, train_cfg.tensorboard and dist.is_main)
+    for epoch in range(len(history), run.epochs):
+        record = _train_epoch(run, epoch)
+        if val_loader is not None and ((epoch + 1) % train_cfg.eval_every == 0
+                                       or epoch + 1 == run.epochs):
+            record.update(_validate(run))
+        history.append(record)
+        if dist.is_main:
+            _save_epoch(method, run.optimizer, run.scheduler, meta, history, output_dir, best_score)
+            if record.get("val") and record["selection_score"] > best_score:
+                best_score = record["selection_score"]
+            _log_epoch(record, writer)
+        barrier(dist)
+    if writer is not None:
+        writer.close()
+    return FitResult(history, output_dir)
+
+
+def _prepare(
+    method: Method, train_loader: BatchLoader, val_loader: BatchLoader | None,
+    optim_cfg: OptimConfig, train_cfg: TrainConfig, augment: AugmentConfig | None,
+    mean: tuple[float, ...], std: tuple[float, ...], class_names: tuple[str, ...], seed: int,
+    dist: DistInfo,
+) -> _Training:
+    """Place ``method`` on its device and build the optimiser, schedule and loss scaler."""
     device = resolve_device(train_cfg.device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
     dtype = amp_dtype(device, train_cfg.amp)
-    channels_last = train_cfg.channels_last
     method.to(device)
-    if channels_last:
+    if train_cfg.channels_last:
         method.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(method, optim_cfg, train_loader.batch_size)
     steps = len(train_loader)
@@ -209,90 +265,90 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     model = DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda"
                                     else None) if dist.enabled else method
+    return _Training(method, model, optimizer, scheduler, scaler, device, dtype, train_loader,
+                     val_loader, train_cfg, augment, mean, std, class_names, seed, dist, steps,
+                     epochs, total_steps)
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if dist.is_main:  # temp files of a killed earlier run are never read: reclaim their space
-        remove_dead_temp_files(output_dir)
-    history: list[dict[str, Any]] = []
-    last_path = RunFiles(output_dir).last
-    if last_path.exists():
-        ckpt = load_checkpoint(last_path, required=("history", "scheduler"))
-        load_weights(method, ckpt)
-        if ckpt.optimizer_state is not None:
-            optimizer.load_state_dict(ckpt.optimizer_state)
-        scheduler.load_state_dict(ckpt.meta.extra["scheduler"])
-        history = ckpt.meta.extra["history"]
-        log.info("resumed %s at epoch %d", last_path, len(history))
-    best_score = max((r["selection_score"] for r in history if r.get("val")), default=-1.0)
-    writer = _tensorboard(output_dir, train_cfg.tensorboard and dist.is_main)
 
-    for epoch in range(len(history), epochs):
-        torch.manual_seed(epoch_seed(seed, epoch, dist.rank))
-        generator = torch.Generator().manual_seed(epoch_seed(seed, epoch, dist.rank) + 1)
-        train_loader.set_epoch(epoch, seed)
-        method.on_epoch_start(epoch, epochs)
-        epoch_steps = min(steps, total_steps - epoch * steps)  # the last epoch may be partial
-        method.train()
-        sums: dict[str, torch.Tensor] = {}
-        seen, start = 0, time.perf_counter()
-        # disable=None: no bar when stderr is not a terminal (a log file gets the epoch lines only)
-        bar = tqdm(total=epoch_steps, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                   disable=None if train_cfg.progress and dist.is_main else True, unit="step")
-        for step, batch in enumerate(train_loader):
-            if step >= epoch_steps:
-                break
-            batch = prepare_batch(batch, device, augment, generator, mean, std,
-                                  channels_last)
-            out = train_step(model, batch, optimizer, scaler, device, dtype, train_cfg.grad_clip)
-            scheduler.step()
-            logs = {"loss": out.loss.detach(), **out.logs}
-            if (method.per_image_train_logits and out.logits is not None
-                    and out.logits.shape[0] == batch["label"].shape[0]):
-                # accuracy on the augmented training batch: how close training is to its ceiling
-                logs["accuracy"] = (out.logits.detach().argmax(1) == batch["label"]).float().mean()
-            for key, value in logs.items():
-                sums[key] = sums.get(key, 0.0) + value.detach().float()
-            seen += batch["label"].shape[0]
-            bar.update(1)
-            if step % 20 == 0 or step == epoch_steps - 1:
-                loss = out.loss.item()
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"training stopped: the loss is {loss} at epoch {epoch + 1}, step {step}; "
-                        "lower optim.lr or set train.grad_clip, then re-run with --overwrite "
-                        "(or a new --output-dir)")
-                bar.set_postfix(loss=f"{loss:.4f}",
-                                img_s=f"{seen * dist.world_size / (time.perf_counter() - start):.0f}")
-        bar.close()
-        elapsed = time.perf_counter() - start
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train": {k: (v / epoch_steps).item() for k, v in sums.items()},
-            "time_s": round(elapsed, 3),
-            "images_per_s": round(seen * dist.world_size / elapsed, 1),
-        }
-        is_last = epoch + 1 == epochs
-        if val_loader is not None and ((epoch + 1) % train_cfg.eval_every == 0 or is_last):
-            method.eval()
-            report = evaluate(method.predict, val_loader, class_names, device, mean, std, dtype,
-                              channels_last)
-            record["val"] = report
-            record["selection_score"] = report[train_cfg.select_metric]
-            if train_cfg.cam_diagnostics and method.head_cams:
-                record["diagnostics"] = cam_flip_error(
-                    method.model, val_loader, train_cfg.cam_diagnostics, device, mean, std,
-                    dtype, channels_last)
-        history.append(record)
-        if dist.is_main:
-            _save_epoch(method, optimizer, scheduler, meta, history, output_dir, best_score)
-            if record.get("val") and record["selection_score"] > best_score:
-                best_score = record["selection_score"]
-            _log_epoch(record, writer)
-        barrier(dist)
-    if writer is not None:
-        writer.close()
-    return FitResult(history, output_dir)
+def _resume(run: _Training, last_path: Path) -> list[dict[str, Any]]:
+    """The history of the epochs ``last_path`` holds, with the weights, optimiser and schedule
+    restored from it; ``[]`` (a fresh start) when there is no such file."""
+    if not last_path.exists():
+        return []
+    ckpt = load_checkpoint(last_path, required=("history", "scheduler"))
+    load_weights(run.method, ckpt)
+    if ckpt.optimizer_state is not None:
+        run.optimizer.load_state_dict(ckpt.optimizer_state)
+    run.scheduler.load_state_dict(ckpt.meta.extra["scheduler"])
+    history = ckpt.meta.extra["history"]
+    log.info("resumed %s at epoch %d", last_path, len(history))
+    return history
+
+
+def _train_epoch(run: _Training, epoch: int) -> dict[str, Any]:
+    """Train one epoch (reseeded from ``(seed, epoch, rank)``); its record without validation."""
+    method, train_cfg, dist = run.method, run.train_cfg, run.dist
+    torch.manual_seed(epoch_seed(run.seed, epoch, dist.rank))
+    generator = torch.Generator().manual_seed(epoch_seed(run.seed, epoch, dist.rank) + 1)
+    run.train_loader.set_epoch(epoch, run.seed)
+    method.on_epoch_start(epoch, run.epochs)
+    epoch_steps = min(run.steps, run.total_steps - epoch * run.steps)  # the last may be partial
+    method.train()
+    sums: dict[str, torch.Tensor] = {}
+    seen, start = 0, time.perf_counter()
+    # disable=None: no bar when stderr is not a terminal (a log file gets the epoch lines only)
+    bar = tqdm(total=epoch_steps, desc=f"epoch {epoch + 1}/{run.epochs}", leave=False,
+               disable=None if train_cfg.progress and dist.is_main else True, unit="step")
+    for step, batch in enumerate(run.train_loader):
+        if step >= epoch_steps:
+            break
+        batch = prepare_batch(batch, run.device, run.augment, generator, run.mean, run.std,
+                              train_cfg.channels_last)
+        out = train_step(run.model, batch, run.optimizer, run.scaler, run.device, run.dtype,
+                         train_cfg.grad_clip)
+        run.scheduler.step()
+        logs = {"loss": out.loss.detach(), **out.logs}
+        if (method.per_image_train_logits and out.logits is not None
+                and out.logits.shape[0] == batch["label"].shape[0]):
+            # accuracy on the augmented training batch: how close training is to its ceiling
+            logs["accuracy"] = (out.logits.detach().argmax(1) == batch["label"]).float().mean()
+        for key, value in logs.items():
+            sums[key] = sums.get(key, 0.0) + value.detach().float()
+        seen += batch["label"].shape[0]
+        bar.update(1)
+        if step % 20 == 0 or step == epoch_steps - 1:
+            loss = out.loss.item()
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training stopped: the loss is {loss} at epoch {epoch + 1}, step {step}; "
+                    "lower optim.lr or set train.grad_clip, then re-run with --overwrite "
+                    "(or a new --output-dir)")
+            bar.set_postfix(loss=f"{loss:.4f}",
+                            img_s=f"{seen * dist.world_size / (time.perf_counter() - start):.0f}")
+    bar.close()
+    elapsed = time.perf_counter() - start
+    return {
+        "epoch": epoch + 1,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train": {k: (v / epoch_steps).item() for k, v in sums.items()},
+        "time_s": round(elapsed, 3),
+        "images_per_s": round(seen * dist.world_size / elapsed, 1),
+    }
+
+
+def _validate(run: _Training) -> dict[str, Any]:
+    """The validation part of an epoch record: the report, its selection score and, when asked
+    for, the attention-map diagnostics."""
+    method, train_cfg, channels_last = run.method, run.train_cfg, run.train_cfg.channels_last
+    method.eval()
+    report = evaluate(method.predict, run.val_loader, run.class_names, run.device, run.mean,
+                      run.std, run.dtype, channels_last)
+    record: dict[str, Any] = {"val": report, "selection_score": report[train_cfg.select_metric]}
+    if train_cfg.cam_diagnostics and method.head_cams:
+        record["diagnostics"] = cam_flip_error(
+            method.model, run.val_loader, train_cfg.cam_diagnostics, run.device, run.mean,
+            run.std, run.dtype, channels_last)
+    return record
 
 
 def _save_epoch(
