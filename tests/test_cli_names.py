@@ -89,11 +89,12 @@ def test_datasets_detects_the_layout(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 def test_backend_from_the_file_and_export_default(monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture) -> None:
-    assert cli._backend(None, "model.ONNX") == "onnx"
-    assert cli._backend(None, "best.safetensors") == "torch" and cli._backend(None, None) == "torch"
-    assert cli._backend("torch", "model.onnx") == "torch"  # an explicit choice stands
     from ferkit.inference import export
-    from ferkit.inference.predictor import pretrained_path
+    from ferkit.inference.predictor import backend_for, pretrained_path
+
+    assert backend_for("model.ONNX") == "onnx" and backend_for(Path("m.onnx")) == "onnx"
+    assert backend_for("best.safetensors") == "torch" and backend_for(None) == "torch"
+    assert backend_for("model.onnx", "torch") == "torch"  # an explicit choice stands
 
     seen = []
 

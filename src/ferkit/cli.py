@@ -106,6 +106,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from ferkit.inference import Predictor
     from ferkit.inference.files import write_results
+    from ferkit.inference.predictor import backend_for
     from ferkit.inference.prior import check_tau, parse_prior
     from ferkit.inference.video_files import predict_media, predict_webcam, video_options
     from ferkit.output_paths import open_output_file
@@ -121,7 +122,7 @@ def _predict(args: argparse.Namespace) -> int:
                          "(or --webcam)")
     prior, video = parse_prior(args.prior), video_options(args)
     tau = None if args.tau is None else check_tau(args.tau)
-    options = {"device": args.device, "backend": _backend(args.backend, checkpoint),
+    options = {"device": args.device, "backend": backend_for(checkpoint, args.backend),
                "threads": args.threads, **_detector_options(args)}
     predictor = (Predictor.from_checkpoint(checkpoint, **options) if checkpoint
                  else Predictor.from_pretrained(**options))
@@ -149,13 +150,6 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _backend(backend: str | None, checkpoint: str | None) -> str:
-    """``--backend``, or inferred from the model file: ``onnx`` for a ``.onnx`` file."""
-    if backend is not None:
-        return backend
-    return "onnx" if checkpoint and checkpoint.lower().endswith(".onnx") else "torch"
-
-
 def _export(args: argparse.Namespace) -> int:
     from ferkit.inference.export import ExportError, export_onnx
     from ferkit.inference.predictor import pretrained_path
@@ -173,10 +167,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from ferkit.inference.predictor import backend_for
     from ferkit.inference.serve import run_server
 
     run_server(args.checkpoint, host=args.host, port=args.port,
-               backend=_backend(args.backend, args.checkpoint),
+               backend=backend_for(args.checkpoint, args.backend),
                device=args.device, max_upload_mb=args.max_upload_mb, threads=args.threads,
                max_pixels=round(args.max_megapixels * 1e6), **_detector_options(args))
     return 0

@@ -55,6 +55,14 @@ def pretrained_path() -> Path:
     return Path(str(resources.files("ferkit.inference").joinpath(PRETRAINED)))
 
 
+def backend_for(model_path: str | Path | None, backend: str | None = None) -> str:
+    """``backend`` when given, else the one the model file needs: ``onnx`` for a ``.onnx`` file,
+    ``torch`` for a checkpoint (and for the packaged model, ``model_path`` None)."""
+    if backend is not None:
+        return backend
+    return "onnx" if model_path and str(model_path).lower().endswith(".onnx") else "torch"
+
+
 def _is_single(images: object) -> bool:
     """One image (a path, a Pillow image, a 2-D or 3-D array) rather than a sequence of them."""
     if isinstance(images, (str, Path, Image.Image)):
