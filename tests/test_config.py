@@ -211,3 +211,10 @@ def test_train_checks_a_config_built_in_python(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="train.epochs: must be > 0, got 0"):
         api.train(cfg)
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_randaugment_magnitude_is_checked_against_its_scale() -> None:
+    with pytest.raises(ConfigError, match=r"data.augment.randaugment_magnitude: must be below "
+                                          r"data.augment.randaugment_bins \(10\), got 10 \(--set\)"):
+        load_config(None, ["data.augment.randaugment_bins=10", "data.augment.randaugment_magnitude=10"])
+    load_config(None, ["data.augment.randaugment_bins=10", "data.augment.randaugment_magnitude=9"])

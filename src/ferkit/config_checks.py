@@ -92,6 +92,12 @@ def validate(cfg: RunConfig) -> list[str]:
             and cfg.optim.min_lr > cfg.optim.lr:
         errors.append(f"optim.min_lr: the cosine floor {cfg.optim.min_lr} is above "
                       f"optim.lr {cfg.optim.lr}; lower it")
+    augment = cfg.data.augment
+    if _numbers(augment.randaugment_magnitude, augment.randaugment_bins) \
+            and augment.randaugment_magnitude >= augment.randaugment_bins:
+        errors.append(f"data.augment.randaugment_magnitude: must be below "
+                      f"data.augment.randaugment_bins ({augment.randaugment_bins}), got "
+                      f"{augment.randaugment_magnitude}")
     if cfg.output_dir is not None and not (isinstance(cfg.output_dir, str) and cfg.output_dir):
         errors.append(f"output_dir: expected a folder path, got {cfg.output_dir!r}")
     return errors

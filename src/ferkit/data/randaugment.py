@@ -34,8 +34,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ferkit.errors import ConfigError
-
 OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness",
        "Color", "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize")
 SIGNED = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",
@@ -155,7 +153,7 @@ def rand_augment(images: torch.Tensor, num_ops: int, magnitude: int, num_bins: i
                  generator: torch.Generator) -> torch.Tensor:
     """RandAugment a float batch ``[B, 3, H, W]`` in [0, 1] (see the module docstring)."""
     if not 0 <= magnitude < num_bins:
-        raise ConfigError(f"RandAugment magnitude must be in [0, {num_bins - 1}], got {magnitude}")
+        raise ValueError(f"RandAugment magnitude must be in [0, {num_bins - 1}], got {magnitude}")
     b, width = images.shape[0], images.shape[-1]
     for _ in range(num_ops):
         choice = torch.randint(len(OPS), (b,), generator=generator)
