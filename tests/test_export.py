@@ -14,6 +14,7 @@ from tests.conftest import SHARED_DATA
 from ferkit.cli import main
 from ferkit.data import DATASETS
 from ferkit.engine.checkpoint import ModelMeta, save_checkpoint
+from ferkit.errors import CheckpointError, MissingFileError, UsageError
 from ferkit.inference import Predictor
 from ferkit.methods import create_method
 from ferkit.models import build_classifier
@@ -149,13 +150,13 @@ def test_foreign_onnx_and_wrong_backend(tiny_export: tuple[Path, Path], tmp_path
     model = onnx.load(str(tiny_export[1]))
     del model.metadata_props[:]
     onnx.save(model, str(tmp_path / "plain.onnx"))
-    with pytest.raises(ValueError, match="not one written by ferkit export"):
+    with pytest.raises(CheckpointError, match="not one written by ferkit export"):
         Predictor.from_onnx(tmp_path / "plain.onnx")
-    with pytest.raises(ValueError, match="is an ONNX file; load it with backend='onnx'"):
+    with pytest.raises(UsageError, match="is an ONNX file; load it with backend='onnx'"):
         Predictor.from_checkpoint(tiny_export[1])
-    with pytest.raises(ValueError, match="unknown backend 'tf'; use 'torch' or 'onnx'"):
+    with pytest.raises(UsageError, match="unknown backend 'tf'; use 'torch' or 'onnx'"):
         Predictor.from_checkpoint(tiny_export[0], backend="tf")
-    with pytest.raises(FileNotFoundError, match="ONNX model not found: .*missing.onnx"):
+    with pytest.raises(MissingFileError, match="ONNX model not found: .*missing.onnx"):
         Predictor.from_onnx(tmp_path / "missing.onnx")
 
 

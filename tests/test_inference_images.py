@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ferkit.errors import CheckpointError
 from ferkit.inference.align import align_face, default_template, similarity_transform, template_from_meta
 from ferkit.inference.images import (
     ImageReadError,
@@ -175,5 +176,5 @@ def test_template_from_meta() -> None:
     np.testing.assert_array_equal(template_from_meta({}), packaged)
     own = [[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]]
     np.testing.assert_array_equal(template_from_meta({"align_template": own}), own)
-    with pytest.raises(ValueError, match=r"'align_template' must be 5 \(x, y\) pairs .* shape \(2,\)"):
+    with pytest.raises(CheckpointError, match=r"'align_template' must be 5 \(x, y\) pairs .* shape \(2,\)"):
         template_from_meta({"align_template": [0.1, 0.2]})
