@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ferkit.errors import DatasetError
 from ferkit.losses import (
     check_class_counts,
     class_weights,
@@ -34,9 +35,9 @@ def test_inverse_frequency_variants() -> None:
 
 
 def test_zero_count_class_is_an_error() -> None:
-    with pytest.raises(ValueError, match="no training images for contempt"):
+    with pytest.raises(DatasetError, match="no training images for contempt"):
         check_class_counts([5, 0], ["happiness", "contempt"])
-    with pytest.raises(ValueError, match="no training images for class 1"):
+    with pytest.raises(DatasetError, match="no training images for class 1"):
         class_weights([5, 0])
 
 

@@ -45,7 +45,7 @@ def imbalance_counts(
     empty = np.flatnonzero(counts <= 0)
     if empty.size:
         names = [class_names[i] if class_names else f"class {i}" for i in empty]
-        raise DatasetError(
+        raise ValueError(
             f"{', '.join(names)} has no images (counts {counts.tolist()}); an imbalance-factor "
             f"subset needs every class. Use a split that has all classes, or fewer classes."
         )
