@@ -1,4 +1,8 @@
-"""Command line: parse arguments -> config -> call :mod:`ferkit.api`. No logic of its own."""
+"""Command line: parse arguments -> config -> call :mod:`ferkit.api`. No logic of its own.
+
+Only ferkit's user errors (:class:`ferkit.errors.FerkitError`) become one ``error:`` line and exit
+status 2 (``-v`` adds the traceback); any other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
