@@ -335,3 +335,6 @@ def test_user_error_kinds_keep_the_builtin_bases_callers_catch() -> None:
     for kind, builtin in bases.items():
         assert issubclass(kind, errors.FerkitError) and issubclass(kind, builtin), kind
     assert DatasetError is errors.DatasetError and CheckpointError is errors.CheckpointError
+    import ferkit
+
+    assert ferkit.FerkitError is errors.FerkitError
