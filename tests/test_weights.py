@@ -123,6 +123,14 @@ def test_missing_file_and_unknown_source() -> None:
         load_pretrained(BACKBONES.create("resnet18"), "resnet18", "imagenett")
 
 
+@pytest.mark.parametrize("name", ["junk.safetensors", "junk.pth"])
+def test_a_damaged_weights_file_is_a_weights_error(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_bytes(b"junk")
+    with pytest.raises(weights.WeightsError, match=rf"^cannot read the weights file '.*{name}': "
+                                                   r"\w+: .*It is damaged or not a"):
+        weights.load_state_dict_file(tmp_path / name)
+
+
 def test_wrong_backbone_lists_mismatch_and_names_the_file(tmp_path: Path) -> None:
     torch.save(BACKBONES.create("resnet50").state_dict(), tmp_path / "r50.pth")
     with pytest.raises(WeightsMismatchError) as info:

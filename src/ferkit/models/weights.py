@@ -101,17 +101,18 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     Raises:
         MissingFileError: ``path`` does not exist.
         UnsafeWeightsError: the torch file holds anything but tensors and plain containers.
+        WeightsError: the file cannot be read as weights (damaged, another format).
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(
             f"weights file not found: '{path}'. Pass an existing .pth/.pt/.safetensors file, "
             f"or one of the known sources: {', '.join(k for k in KNOWN_SOURCES if k[0] != '<')}.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
@@ -122,6 +123,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             "(torch.load(weights_only=True)); re-save a plain state dict "
             "(torch.save(model.state_dict(), f)) or a .safetensors file where the file "
             "is trusted.") from err
+    except Exception as err:  # safetensors and torch raise untyped errors for damaged files
+        raise WeightsError(f"cannot read the weights file '{path}': {type(err).__name__}: {err}. "
+                           "It is damaged or not a .safetensors/.pth/.pt file; pass another.") from err
     return _tensors_of(obj, path)
 
 
