@@ -10,7 +10,8 @@ import collections.abc
 from ferkit.data.options import DatasetFacts
 from ferkit.methods.registry import MethodFacts
 from ferkit.models.backbones.base import BackboneInfo, OnlineWeights, PackagedFile
-from ferkit.params import Param, Range
+from ferkit.params import Param
+from ferkit.ranges import Range
 
 DATASETS = {
     "affectnet": (
