@@ -180,8 +180,9 @@ def render(args: argparse.Namespace, meta: dict, checkpoint: Path, rows: dict, r
     lines = [
         *page_header("Photo to answer: torch and ONNX Runtime on one thread", command.strip(), load,
                      f"Model: {meta.get('backbone')} at {meta.get('image_size')} px "
-                     f"({meta.get('method')}, {args.checkpoint or 'packaged model'}); one thread "
-                     "(torch.set_num_threads(1), onnxruntime intra-op 1)."),
+                     f"({meta.get('method')}, {args.checkpoint or 'packaged model'}; test-time flip "
+                     f"{'on' if meta.get('test_time_flip') else 'off'}, as the model recommends); "
+                     "one thread (torch.set_num_threads(1), onnxruntime intra-op 1)."),
         "Rows: **torch** = classifier and MTCNN detector in eager torch; **onnx** = both on "
         "onnxruntime (classifier from `ferkit export`, detector networks exported by ferkit and "
         f"cached). Each photo is a 640x480 JPEG read from disk; {args.repeats} runs per row after "
@@ -189,7 +190,7 @@ def render(args: argparse.Namespace, meta: dict, checkpoint: Path, rows: dict, r
         "each end-to-end run; the wall-clock columns are means, so other (reading, alignment, "
         "result records) = total - detection - classification. CPU = the process's CPU time per "
         "run (mean): everything runs on one thread, so it is about what the run takes on a core "
-        "of its own, where the wall clock shows what this loaded machine gave.", "",
+        "of its own, where the wall clock shows what the machine gave at the load recorded above.", "",
         "| photo | backend | detection ms | classification ms | other ms | **total ms (mean)** | "
         "total median | total fastest | **total CPU ms** | goal |",
         "|---|---|---|---|---|---|---|---|---|---|"]
