@@ -221,10 +221,10 @@ def render(args: argparse.Namespace, model_line: str, report, export_s: float, r
         "One thread everywhere (torch.set_num_threads(1), onnxruntime intra-op 1). Median ms of "
         f"{args.repeats} (batch 1), {max(3, args.repeats // 4)} (batch 32) and "
         f"{max(5, args.repeats // 2)} (photo) runs, the two backends alternating.", "",
-        "Wall-clock times are what the machine gave at the load recorded above; the CPU columns are the CPU time the "
-        "work used (process CPU time for the photo; the server process's CPU seconds per request "
-        "for serve), which is about what a core of its own would take, since every part runs "
-        "on one thread.", "",
+        "Wall-clock times are what the machine gave at the load recorded above; the CPU columns "
+        "are the CPU time the work used (process CPU time for the photo; the server process's CPU "
+        "seconds per request for serve), which is about what a core of its own would take, since "
+        "every part runs on one thread.", "",
         "| backend | classifier, batch 1 | classifier, batch 32 | per image at 32 | photo 640x480 -> "
         "answer (decode + detect + align + classify), wall | same, CPU | `ferkit serve` on one "
         f"core, req/s, wall | same, per CPU-second (goal {SERVE_GOAL:.0f}) | same, the photo as a "
