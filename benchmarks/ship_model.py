@@ -31,6 +31,7 @@ from ferkit.metrics import accuracy, confusion_matrix, mean_class_accuracy
 
 DROP_META = ("history", "scheduler")
 SHIPPED_OUTPUT_DIR = "runs/ferplus_default_model"
+SHIPPED_DATA_ROOT = "../shared/data/ferplus"  # the recipe's documented data location
 
 
 def ship(checkpoint: Path, out: Path, deploy_prior: dict | None = None, flip: bool = False) -> Path:
@@ -41,8 +42,10 @@ def ship(checkpoint: Path, out: Path, deploy_prior: dict | None = None, flip: bo
         tensors = {k: handle.get_tensor(k) for k in handle.keys() if not k.startswith("optim/")}
     tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
     meta = {k: v for k, v in meta.items() if k not in DROP_META}
-    # where it was trained is no business of the package: the recipe's own output folder instead
-    meta["config"] = {**meta.get("config", {}), "output_dir": SHIPPED_OUTPUT_DIR}
+    # where it was trained is no business of the package: the recipe's own folders instead
+    config = meta.get("config", {})
+    meta["config"] = {**config, "output_dir": SHIPPED_OUTPUT_DIR,
+                      "data": {**config.get("data", {}), "root": SHIPPED_DATA_ROOT}}
     meta["align_template"] = meta.get("align_template") or default_template().round(4).tolist()
     meta["weights_dtype"] = "float16"
     meta["deploy_prior"] = deploy_prior
