@@ -49,7 +49,7 @@ def resolve_prior(prior: Prior, tau: float | None, recommended: Mapping[str, Any
     recommendation's strength for the default and 1 for any other prior.
 
     Raises:
-        ValueError: a tau out of range.
+        UsageError: a tau out of range.
     """
     if isinstance(prior, str) and prior == DEFAULT:
         if recommended is None:
