@@ -39,7 +39,7 @@ def logits_on_valid(predictor: Predictor, root: str, limit: int | None
     parts = []
     for start in range(0, count, 256):
         crops = [data.load_image(i) for i in range(start, min(start + 256, count))]
-        parts.append(predictor.logits(crops, prior="train"))
+        parts.append(predictor.raw_logits(crops))
     return torch.cat(parts), data.labels[:count].tolist()
 
 

@@ -272,12 +272,21 @@ class Predictor:
 
     def logits(self, images: Sequence[ImageInput], prior: Prior = DEFAULT, tau: float | None = None
                ) -> torch.Tensor:
-        """Class scores ``[B, K]`` of face crops, in batches of ``batch_size``."""
+        """Class scores ``[B, K]`` of face crops, in batches of ``batch_size``, adjusted to the
+        deployment prior."""
+        return self.adjust(self.raw_logits(images), prior, tau)
+
+    def raw_logits(self, images: Sequence[ImageInput]) -> torch.Tensor:
+        """Class scores ``[B, K]`` of face crops as the network gives them (no prior)."""
         parts = []
         for start in range(0, len(images), self.batch_size):
             uint8 = self.to_batch(images[start:start + self.batch_size])
             parts.append(self.logits_from_batch(self.normalise(uint8)))
-        logits = torch.cat(parts) if parts else torch.zeros(0, len(self.class_names))
+        return torch.cat(parts) if parts else torch.zeros(0, len(self.class_names))
+
+    def adjust(self, logits: torch.Tensor, prior: Prior = DEFAULT, tau: float | None = None
+               ) -> torch.Tensor:
+        """Raw logits ``[B, K]`` adjusted to the deployment prior (see :meth:`resolve_prior`)."""
         return adjust_logits(logits, self.class_counts, *self.resolve_prior(prior, tau))
 
     def resolve_prior(self, prior: Prior = DEFAULT, tau: float | None = None) -> tuple[Prior, float]:
@@ -286,7 +295,7 @@ class Predictor:
         strength (1 for an explicit prior).
 
         Raises:
-            ValueError: a tau out of range, an unknown prior or wrong class frequencies.
+            UsageError: a tau out of range, an unknown prior or wrong class frequencies.
         """
         chosen, strength = resolve_prior(prior, tau, self.record.deploy_prior)
         log_target_prior(chosen, self.class_counts)  # checks the prior against the classes
@@ -359,12 +368,8 @@ class Predictor:
         ``logits``: the crops' raw logits ``[B, K]`` when already computed (by
         :meth:`logits_and_cams`), else the classifier runs here."""
         crops = [crop for _, image_crops in per_image for crop in image_crops]
-        if logits is not None:
-            adjusted = adjust_logits(logits, self.class_counts, *self.resolve_prior(prior, tau))
-            probs = adjusted.softmax(dim=1)
-            answers = iter(self.describe(probs))
-        else:
-            answers = iter(self.predict(crops, prior, tau)) if crops else iter(())
+        raw = self.raw_logits(crops) if logits is None else logits
+        answers = iter(self.describe(self.adjust(raw, prior, tau).softmax(dim=1)))
         results = []
         for found, _ in per_image:
             faces = []
