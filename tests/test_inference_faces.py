@@ -19,7 +19,8 @@ from ferkit.inference.faces import (
     nms,
     stage_thresholds,
 )
-from ferkit.inference.mtcnn_onnx import OnnxStages
+from ferkit.inference.mtcnn_nets import face_probability
+from ferkit.inference.mtcnn_onnx import OnnxStages, ScaledPReLU, export_form
 from ferkit.inference.mtcnn_pyramid import area_resize, pack_levels, pyramid_canvas
 from ferkit.inference.predictor import Predictor
 
@@ -211,7 +212,7 @@ def test_onnx_cache_reused_and_checked(detector: MTCNN, tmp_path, monkeypatch) -
     nets, digests = {"onet": detector.onet}, {"onet": WEIGHT_SHA256["onet"]}
     first = OnnxStages(nets, digests, threads=1, folder=tmp_path)
     path = first.paths["onet"]
-    assert path.name == "onet-165bfbe42940416c.onnx"
+    assert path.name == f"onet-165bfbe42940416c-{mtcnn_onnx.GRAPH_FORM}.onnx"
     crops = np.random.default_rng(0).normal(size=(3, 3, 48, 48)).astype(np.float32)
     with torch.no_grad():
         expected = [t.numpy() for t in detector.onet(torch.from_numpy(crops))]
@@ -227,7 +228,7 @@ def test_onnx_cache_reused_and_checked(detector: MTCNN, tmp_path, monkeypatch) -
     OnnxStages(nets, digests, folder=tmp_path)
     assert exports == ["onet"]  # unreadable: exported again
     other = {"onet": "ab" * 32}
-    (tmp_path / "onet-abababababababab.onnx").write_bytes(path.read_bytes())
+    (tmp_path / f"onet-abababababababab-{mtcnn_onnx.GRAPH_FORM}.onnx").write_bytes(path.read_bytes())
     stages = OnnxStages(nets, other, folder=tmp_path)
     assert exports == ["onet", "onet"]  # exported from other weights: exported again
     meta = stages.sessions["onet"].get_modelmeta().custom_metadata_map
@@ -302,3 +303,29 @@ def test_predictor_cli_and_serve_pass_and_check_the_knobs(tiny_checkpoint: Path,
             assert cli_main([*args, "--det-threshold", "1.5"]) == 2
             assert ("error: det_threshold (--det-threshold) must be above 0 and below 1, got 1.5"
                     in capsys.readouterr().err)
+
+
+def test_export_form_computes_the_same_networks(detector: MTCNN) -> None:
+    # PReLU slopes of mixed sign (the published ones are): a*x + (1-a)*relu(x) is PReLU for any a
+    prelu = torch.nn.PReLU(4)
+    prelu.weight.data = torch.tensor([-1.3, -0.2, 0.4, 1.2])
+    scaled = ScaledPReLU(4)
+    scaled.load_state_dict(prelu.state_dict())
+    x = torch.randn(2, 4, 5, 3)
+    torch.testing.assert_close(scaled(x), prelu(x), atol=1e-6, rtol=0)
+    # face probability: the softmax's second column, as the sigmoid of the logit difference
+    head = torch.nn.Conv2d(8, 2, 1)
+    features = torch.randn(2, 8, 5, 4)
+    torch.testing.assert_close(face_probability(head, features), head(features).softmax(dim=1)[:, 1])
+    dense = torch.nn.Linear(8, 2)
+    torch.testing.assert_close(face_probability(dense, features[:, :, 0, 0]),
+                               dense(features[:, :, 0, 0]).softmax(dim=1)[:, 1])
+    for name, shape in [("pnet", (1, 3, 30, 26)), ("rnet", (3, 3, 24, 24)), ("onet", (2, 3, 48, 48))]:
+        net = getattr(detector, name)
+        form = export_form(net)
+        assert not any(type(m) is torch.nn.PReLU for m in form.modules())
+        assert type(net.prelu1) is torch.nn.PReLU  # the detector's own networks are untouched
+        x = torch.randn(shape)
+        with torch.no_grad():
+            for got, want in zip(form(x), net(x)):
+                torch.testing.assert_close(got, want, atol=1e-5, rtol=0)

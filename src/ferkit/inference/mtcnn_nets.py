@@ -8,6 +8,18 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def face_probability(head: nn.Conv2d | nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """P(face) of the two-logit head ``head`` on features ``x``: the softmax's second column,
+    computed as the sigmoid of the logit difference (the same number) by one output unit whose
+    weights are the difference of the two rows, so no softmax runs over the channel axis.
+    ``[B, C, h, w]`` -> ``[B, h, w]`` for a convolution, ``[N, C]`` -> ``[N]`` for a linear layer."""
+    weight = head.weight[1:] - head.weight[:1]
+    bias = head.bias[1:] - head.bias[:1]
+    if isinstance(head, nn.Conv2d):
+        return torch.sigmoid(F.conv2d(x, weight, bias))[:, 0]
+    return torch.sigmoid(F.linear(x, weight, bias))[:, 0]
+
+
 class PNet(nn.Module):
     """Proposal network: fully convolutional, a 12x12 window per output cell, stride 2."""
 
@@ -23,7 +35,7 @@ class PNet(nn.Module):
         """``[B, 3, H, W]`` -> face probability ``[B, h, w]``, box offsets ``[B, 4, h, w]``."""
         x = F.max_pool2d(self.prelu1(self.conv1(x)), 2, 2, ceil_mode=True)
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
-        return self.conv4_1(x).softmax(dim=1)[:, 1], self.conv4_2(x)
+        return face_probability(self.conv4_1, x), self.conv4_2(x)
 
 
 def _flatten(x: torch.Tensor) -> torch.Tensor:
@@ -49,7 +61,7 @@ class RNet(nn.Module):
         x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
         x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
         x = self.prelu4(self.dense4(_flatten(self.prelu3(self.conv3(x)))))
-        return self.dense5_1(x).softmax(dim=1)[:, 1], self.dense5_2(x)
+        return face_probability(self.dense5_1, x), self.dense5_2(x)
 
 
 class ONet(nn.Module):
@@ -73,4 +85,4 @@ class ONet(nn.Module):
         x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
         x = F.max_pool2d(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)
         x = self.prelu5(self.dense5(_flatten(self.prelu4(self.conv4(x)))))
-        return self.dense6_1(x).softmax(dim=1)[:, 1], self.dense6_2(x), self.dense6_3(x)
+        return face_probability(self.dense6_1, x), self.dense6_2(x), self.dense6_3(x)

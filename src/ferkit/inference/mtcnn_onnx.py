@@ -1,15 +1,21 @@
 """The three MTCNN networks on onnxruntime: exported once from the published weights, cached.
 
 Each network is exported with torch's dynamo exporter the first time it is needed and kept in
-``$FERKIT_CACHE/mtcnn`` (default ``~/.cache/ferkit/mtcnn``) as ``{pnet,rnet,onet}-DIGEST.onnx``,
-where DIGEST starts the sha256 of the weight file it was exported from. The full digest is written
-into the file's metadata and checked on every load: a file exported from other weights, or one that
-onnxruntime cannot read (truncated, corrupted), is exported again. P-Net takes any image size,
+``$FERKIT_CACHE/mtcnn`` (default ``~/.cache/ferkit/mtcnn``) as
+``{pnet,rnet,onet}-DIGEST-FORM.onnx``, where DIGEST starts the sha256 of the weight file it was
+exported from. The full digest is written into the file's metadata and checked on every load: a
+file exported from other weights, or one that onnxruntime cannot read (truncated, corrupted), is
+exported again. P-Net takes any image size,
 R-Net and O-Net any batch of crops.
+
+The exported graphs compute PReLU as two per-channel scalings (:class:`ScaledPReLU`), which
+onnxruntime runs about 1.5-2x faster than its PRelu kernel; FORM (:data:`GRAPH_FORM`) changes
+whenever the exported form does, so a file cached by an older version is not picked up.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ferkit.data.cache import default_cache_dir
@@ -25,6 +32,7 @@ from ferkit.tempfiles import atomic_path
 
 log = logging.getLogger(__name__)
 
+GRAPH_FORM = "f2"  # the exported form: 2 = ScaledPReLU, face probability as a sigmoid
 SOURCE_KEY = "source_sha256"  # metadata: sha256 of the weight file the graph was exported from
 INPUT = "x"
 OUTPUTS = {"pnet": ("prob", "offsets"), "rnet": ("prob", "offsets"),
@@ -46,12 +54,39 @@ def _example(name: str) -> tuple[torch.Tensor, dict[str, dict[int, Any]]]:
     return torch.zeros(2, 3, side, side), {INPUT: {0: torch.export.Dim("batch", min=1, max=65536)}}
 
 
+class ScaledPReLU(nn.PReLU):
+    """:class:`torch.nn.PReLU` computed as ``a * x + (1 - a) * relu(x)``, the two per-channel
+    scalings written as inference-mode batch normalisations: the same values (within float
+    rounding) and the same parameter, in the form onnxruntime keeps in its blocked (NCHWc) layout
+    and fuses into the convolutions, where its own PRelu kernel runs in plain layout between
+    reorders (about a third of the detector's time)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        zeros = torch.zeros_like(self.weight)
+        ones = torch.ones_like(self.weight)
+        scaled = F.batch_norm(x, zeros, ones, self.weight, None, training=False, eps=0.0)
+        rest = F.batch_norm(F.relu(x), zeros, ones, 1 - self.weight, None, training=False, eps=0.0)
+        return scaled + rest
+
+
+def export_form(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` whose PReLU layers are :class:`ScaledPReLU` (same parameters)."""
+    net = copy.deepcopy(net)
+    for name, module in list(net.named_children()):
+        if type(module) is nn.PReLU:
+            scaled = ScaledPReLU(module.num_parameters)
+            scaled.load_state_dict(module.state_dict())
+            setattr(net, name, scaled)
+    return net
+
+
 def export_net(net: nn.Module, name: str, digest: str, path: Path) -> None:
     """Export one network to ``path`` (written to a temporary name, then renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     example, dynamic = _example(name)
     with atomic_path(path) as tmp:
-        dynamo_export(net.eval(), example, tmp, [INPUT], OUTPUTS[name], dynamic, {SOURCE_KEY: digest})
+        dynamo_export(export_form(net).eval(), example, tmp, [INPUT], OUTPUTS[name], dynamic,
+                      {SOURCE_KEY: digest})
 
 
 class OnnxStages:
@@ -74,7 +109,7 @@ class OnnxStages:
             self.options.intra_op_num_threads = threads
             self.options.inter_op_num_threads = 1
         folder = folder or cache_folder()
-        self.paths = {name: folder / f"{name}-{digests[name][:16]}.onnx" for name in nets}
+        self.paths = {name: folder / f"{name}-{digests[name][:16]}-{GRAPH_FORM}.onnx" for name in nets}
         self.sessions = {name: self._session(net, name, digests[name]) for name, net in nets.items()}
 
     def _open(self, path: Path, digest: str) -> Any | None:
