@@ -56,7 +56,7 @@ def photo(faces: int) -> np.ndarray:
 class StageClock:
     """Seconds spent in a predictor's detection and classification, by wrapping its methods."""
 
-    STAGES = {"detect": "find_faces", "classify": "predict"}
+    STAGES = {"detect": "find_faces", "classify": "classify_faces"}
 
     def __init__(self, predictor: Predictor) -> None:
         self.spent = dict.fromkeys(self.STAGES, 0.0)
@@ -91,6 +91,9 @@ def photo_runs(predictors: dict[str, Predictor], clocks: dict[str, StageClock], 
             start, cpu_start = time.perf_counter(), time.process_time()
             predictor.predict_photo(path)
             total, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+            if not all(clocks[name].spent.values()):  # a stage the photo path no longer calls
+                raise RuntimeError(f"{name}: a stage was not timed ({clocks[name].spent}); "
+                                   f"StageClock.STAGES names methods predict_photo must call")
             runs[name].append({"total": total, "cpu": cpu, **clocks[name].spent})
     rows = {}
     for name, records in runs.items():
