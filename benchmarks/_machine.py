@@ -1,11 +1,14 @@
 """Shared by the speed benchmarks: the machine's load average, measured before and after a run,
-and the first lines of a results page."""
+the first lines of a results page, and timing alternated between the things compared."""
 
 from __future__ import annotations
 
 import datetime
 import os
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ferkit.provenance import provenance
@@ -43,3 +46,19 @@ def page_header(title: str, command: str, load: LoadRecord, *details: str) -> li
             f"Commit {info['git_commit']}, torch {info['torch_version']}, Python "
             f"{sys.version.split()[0]}, {info['hardware']}, {datetime.date.today()}.  ",
             *(f"{line}  " for line in details), load.describe(), ""]
+
+
+def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
+                   clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Median ms of each function, run in alternation so a change of machine load hits all alike;
+    ``clock``: wall time (default) or ``time.process_time`` (CPU time of this process)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = clock()
+            fn()
+            times[name].append(clock() - start)
+    return {name: 1000 * statistics.median(values) for name, values in times.items()}

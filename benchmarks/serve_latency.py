@@ -20,20 +20,18 @@ import argparse
 import io
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import LoadRecord, page_header
+from _machine import LoadRecord, interleaved_ms, page_header
 from PIL import Image
 
 from ferkit.engine.checkpoint import save_checkpoint
@@ -72,22 +70,6 @@ def photo_640x480(kind: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     canvas.save(buffer, kind, **({"quality": 90} if kind == "JPEG" else {}))
     return buffer.getvalue()
-
-
-def interleaved_ms(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2,
-                   clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
-    """Median ms of each function, run in alternation so a change of machine load hits all alike;
-    ``clock``: wall time (default) or ``time.process_time`` (CPU time of this process)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = clock()
-            fn()
-            times[name].append(clock() - start)
-    return {name: 1000 * statistics.median(values) for name, values in times.items()}
 
 
 def latencies(predictors: dict[str, Predictor], photo: bytes, repeats: int) -> dict[str, dict]:

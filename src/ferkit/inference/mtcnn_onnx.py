@@ -5,12 +5,12 @@ Each network is exported with torch's dynamo exporter the first time it is neede
 ``{pnet,rnet,onet}-DIGEST-FORM.onnx``, where DIGEST starts the sha256 of the weight file it was
 exported from. The full digest is written into the file's metadata and checked on every load: a
 file exported from other weights, or one that onnxruntime cannot read (truncated, corrupted), is
-exported again. P-Net takes any image size,
-R-Net and O-Net any batch of crops.
+exported again. P-Net takes any image size, R-Net and O-Net any batch of crops.
 
 The exported graphs compute PReLU as two per-channel scalings (:class:`ScaledPReLU`), which
-onnxruntime runs about 1.5-2x faster than its PRelu kernel; FORM (:data:`GRAPH_FORM`) changes
-whenever the exported form does, so a file cached by an older version is not picked up.
+onnxruntime runs faster than its PRelu kernel (``benchmarks/detector_forms.py``); FORM
+(:data:`GRAPH_FORM`) changes whenever the exported form does, so a file cached by an older version
+is not picked up.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def cache_folder() -> Path:
     return default_cache_dir() / "mtcnn"
 
 
-def _example(name: str) -> tuple[torch.Tensor, dict[str, dict[int, Any]]]:
+def export_example(name: str) -> tuple[torch.Tensor, dict[str, dict[int, Any]]]:
     """An example input and the dynamic dimensions of network ``name``."""
     if name == "pnet":
         height = torch.export.Dim("height", min=12, max=16384)
@@ -58,8 +58,7 @@ class ScaledPReLU(nn.PReLU):
     """:class:`torch.nn.PReLU` computed as ``a * x + (1 - a) * relu(x)``, the two per-channel
     scalings written as inference-mode batch normalisations: the same values (within float
     rounding) and the same parameter, in the form onnxruntime keeps in its blocked (NCHWc) layout
-    and fuses into the convolutions, where its own PRelu kernel runs in plain layout between
-    reorders (about a third of the detector's time)."""
+    beside the convolutions, where its own PRelu kernel runs in plain layout between reorders."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         zeros = torch.zeros_like(self.weight)
@@ -83,7 +82,7 @@ def export_form(net: nn.Module) -> nn.Module:
 def export_net(net: nn.Module, name: str, digest: str, path: Path) -> None:
     """Export one network to ``path`` (written to a temporary name, then renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    example, dynamic = _example(name)
+    example, dynamic = export_example(name)
     with atomic_path(path) as tmp:
         dynamo_export(export_form(net).eval(), example, tmp, [INPUT], OUTPUTS[name], dynamic,
                       {SOURCE_KEY: digest})
